@@ -1,0 +1,5 @@
+"""Layers of pixel-keras (Keras 3, `keras.ops` only)."""
+
+from pixel_keras.layers.masked_conv2d import MaskedConv2D, build_mask, channel_groups
+
+__all__ = ["MaskedConv2D", "build_mask", "channel_groups"]

@@ -1,0 +1,229 @@
+"""Masked 2-D convolution for autoregressive image models."""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def channel_groups(num_maps, num_groups):
+    """Assigns each of `num_maps` feature maps to one of `num_groups` groups.
+
+    Group of map `i` is `(i * num_groups) // num_maps`: contiguous blocks in
+    index order, as equal as possible, the earlier groups never smaller. Every
+    masked layer and the output reshape use this same rule, so any map count
+    works (it need not divide by the number of image channels). With
+    `num_maps == num_groups * K`, map `c * K + k` is in group `c`, which is
+    exactly what a reshape of the last axis to `[C, K]` expects.
+
+    Args:
+        num_maps: int, number of feature maps.
+        num_groups: int, number of groups (image channels, e.g. 3 for RGB).
+
+    Returns:
+        int NumPy array of shape `[num_maps]`.
+    """
+    return (np.arange(num_maps) * num_groups) // num_maps
+
+
+def build_mask(kernel_size, in_maps, out_maps, mask_type, groups=1):
+    """Builds the constant causal mask for a `[kh, kw, in, out]` kernel.
+
+    Spatially, a tap is visible when it lies in a row above the centre, or in
+    the centre row left of the centre. The centre tap is where channel groups
+    decide (here for 3 groups, R=0, G=1, B=2; x = connection kept):
+
+    ```
+    spatial (5x5)        centre tap, mask A        centre tap, mask B
+    1 1 1 1 1            out\\in  R  G  B          out\\in  R  G  B
+    1 1 1 1 1              R     .  .  .             R     x  .  .
+    1 1 c 0 0              G     x  .  .             G     x  x  .
+    0 0 0 0 0              B     x  x  .             B     x  x  x
+    0 0 0 0 0
+    ```
+
+    Mask A (first layer) connects input group g to output group g' only when
+    g < g'; mask B (later layers) when g <= g'. With one group, mask A drops
+    the centre tap altogether and mask B keeps it.
+
+    Args:
+        kernel_size: tuple `(kh, kw)` of odd ints.
+        in_maps: int, input feature maps.
+        out_maps: int, output feature maps.
+        mask_type: "A" or "B".
+        groups: int, number of channel groups (1 grayscale, 3 RGB).
+
+    Returns:
+        float32 NumPy array of shape `[kh, kw, in_maps, out_maps]`.
+    """
+    kh, kw = kernel_size
+    mask = np.zeros((kh, kw, in_maps, out_maps), dtype="float32")
+    ch, cw = kh // 2, kw // 2
+    mask[:ch, :, :, :] = 1.0
+    mask[ch, :cw, :, :] = 1.0
+    in_group = channel_groups(in_maps, groups)[:, None]
+    out_group = channel_groups(out_maps, groups)[None, :]
+    if mask_type == "A":
+        centre = in_group < out_group
+    else:
+        centre = in_group <= out_group
+    mask[ch, cw, :, :] = centre.astype("float32")
+    return mask
+
+
+@keras.saving.register_keras_serializable(package="pixel_keras")
+class MaskedConv2D(keras.layers.Layer):
+    """2-D convolution whose kernel only sees earlier pixels and sub-pixels.
+
+    The layer multiplies a constant mask into its kernel on every call, so it
+    is causal from initialization (no constraint, no variable assignment): the
+    output at pixel (i, j) depends on input rows above i, on row i left of j,
+    and, at (i, j) itself, only on the channel groups the mask type allows.
+
+    Sub-pixel autoregression (R, then G given R, then B given R and G) splits
+    the input and output feature maps into `image_channels` contiguous groups
+    by index (see `channel_groups`). Mask "A" lets output group g see input
+    groups < g at the centre tap (first layer, reading the image itself);
+    mask "B" lets it see groups <= g (every later layer).
+
+    Args:
+        filters: int, number of output feature maps.
+        kernel_size: int or tuple of two odd ints (1x1 allowed).
+        mask_type: "A" or "B".
+        image_channels: int, number of channel groups (1 grayscale, 3 RGB).
+            Both `filters` and the input maps must be at least this many.
+        use_bias: bool, whether to add a bias.
+        kernel_initializer: initializer for the kernel.
+        bias_initializer: initializer for the bias.
+        kernel_regularizer: optional regularizer for the kernel.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: float tensor `[B, H, W, in_maps]`.
+
+    Returns:
+        Tensor `[B, H, W, filters]` (same spatial size, "same" padding).
+
+    Example:
+
+    ```python
+    x = keras.random.normal((2, 8, 8, 3))
+    y = MaskedConv2D(12, 7, mask_type="A", image_channels=3)(x)  # [2, 8, 8, 12]
+    ```
+
+    Reference:
+        - [van den Oord et al., 2016, Pixel Recurrent Neural Networks](
+          https://arxiv.org/abs/1601.06759), Figure 2 and Section 3.4.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        mask_type="B",
+        image_channels=1,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        kernel_size = tuple(kernel_size)
+        if (
+            len(kernel_size) != 2
+            or not all(isinstance(k, int) for k in kernel_size)
+            or any(k < 1 or k % 2 == 0 for k in kernel_size)
+        ):
+            raise ValueError(
+                "`kernel_size` must be an odd positive int or a tuple of two "
+                f"odd positive ints. Received: kernel_size={kernel_size!r}"
+            )
+        if mask_type not in ("A", "B"):
+            raise ValueError(
+                "`mask_type` must be one of {'A', 'B'}. "
+                f"Received: mask_type={mask_type!r}"
+            )
+        if not isinstance(image_channels, int) or image_channels < 1:
+            raise ValueError(
+                "`image_channels` must be a positive int. "
+                f"Received: image_channels={image_channels!r}"
+            )
+        if not isinstance(filters, int) or filters < image_channels:
+            raise ValueError(
+                "`filters` must be an int >= `image_channels` so that every "
+                f"channel group has at least one map. Received: filters={filters!r}"
+                f", image_channels={image_channels}"
+            )
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.mask_type = mask_type
+        self.image_channels = image_channels
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def build(self, input_shape):
+        in_maps = input_shape[-1]
+        if len(input_shape) != 4 or in_maps is None:
+            raise ValueError(
+                "`MaskedConv2D` expects inputs of shape [B, H, W, maps] with a "
+                f"known number of maps. Received: input_shape={input_shape}"
+            )
+        if in_maps < self.image_channels:
+            raise ValueError(
+                "The input must have at least `image_channels` maps. "
+                f"Received: input maps={in_maps}, "
+                f"image_channels={self.image_channels}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, in_maps, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+        else:
+            self.bias = None
+        # A constant, not a variable: it is never trained and never saved.
+        self.mask = build_mask(
+            self.kernel_size, in_maps, self.filters, self.mask_type, self.image_channels
+        )
+
+    def call(self, inputs):
+        kernel = self.kernel * ops.cast(self.mask, self.kernel.dtype)
+        if self.kernel_size == (1, 1):
+            outputs = ops.matmul(inputs, kernel[0, 0])
+        else:
+            outputs = ops.conv(inputs, kernel, strides=1, padding="same")
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "mask_type": self.mask_type,
+                "image_channels": self.image_channels,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+            }
+        )
+        return config
