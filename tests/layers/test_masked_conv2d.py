@@ -1,0 +1,135 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from pixel_keras.layers import MaskedConv2D, build_mask, channel_groups
+
+
+def oracle_group(index, num_maps, num_groups):
+    """Group of a map by counting block starts: block g starts at ceil(g*n/C)."""
+    starts = [-(-g * num_maps // num_groups) for g in range(num_groups)]
+    return max(g for g, s in enumerate(starts) if s <= index)
+
+
+def oracle_mask(kh, kw, n_in, n_out, mask_type, groups):
+    """Element-by-element definition of the causal mask."""
+    mask = np.zeros((kh, kw, n_in, n_out), "float32")
+    for u, v, a, b in itertools.product(range(kh), range(kw), range(n_in), range(n_out)):
+        du, dv = u - kh // 2, v - kw // 2  # offset of the tap from the centre
+        if du < 0 or (du == 0 and dv < 0):
+            mask[u, v, a, b] = 1
+        elif du == 0 and dv == 0:
+            g_in = oracle_group(a, n_in, groups)
+            g_out = oracle_group(b, n_out, groups)
+            visible = g_in < g_out if mask_type == "A" else g_in <= g_out
+            mask[u, v, a, b] = float(visible)
+    return mask
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 3), (5, 5), (7, 7), (1, 3), (3, 5)])
+@pytest.mark.parametrize("maps", [(3, 3), (3, 12), (12, 6), (7, 5), (4, 10)])
+def test_mask_matches_numpy_oracle(groups, mask_type, kernel, maps):
+    n_in, n_out = maps
+    got = build_mask(kernel, n_in, n_out, mask_type, groups)
+    want = oracle_mask(*kernel, n_in, n_out, mask_type, groups)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_centre_tables_rgb_literal():
+    # Rows: input group (R, G, B); columns: output group.
+    mask_a = build_mask((1, 1), 3, 3, "A", 3)[0, 0]
+    mask_b = build_mask((1, 1), 3, 3, "B", 3)[0, 0]
+    np.testing.assert_array_equal(mask_a, [[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(mask_b, [[1, 1, 1], [0, 1, 1], [0, 0, 1]])
+
+
+def test_centre_tables_grayscale_literal():
+    assert build_mask((1, 1), 1, 1, "A", 1).sum() == 0
+    assert build_mask((1, 1), 1, 1, "B", 1).sum() == 1
+    spatial = build_mask((3, 3), 1, 1, "A", 1)[:, :, 0, 0]
+    np.testing.assert_array_equal(spatial, [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
+
+
+def test_channel_groups_any_count():
+    np.testing.assert_array_equal(channel_groups(4, 3), [0, 0, 1, 2])
+    np.testing.assert_array_equal(channel_groups(7, 3), [0, 0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(channel_groups(6, 3), [0, 0, 1, 1, 2, 2])
+    # The output reshape [C*K] -> [C, K] puts map c*K + k in group c.
+    k = 17
+    np.testing.assert_array_equal(channel_groups(3 * k, 3), np.repeat([0, 1, 2], k))
+
+
+def test_output_shape_and_weights():
+    layer = MaskedConv2D(10, 5, "A", image_channels=3)
+    y = layer(np.zeros((2, 6, 7, 3), "float32"))
+    assert tuple(y.shape) == (2, 6, 7, 10)
+    # The mask is a constant: only kernel and bias are weights.
+    assert [tuple(w.shape) for w in layer.weights] == [(5, 5, 3, 10), (10,)]
+    assert layer.count_params() == 5 * 5 * 3 * 10 + 10
+
+
+def test_golden_values_constant_kernel():
+    layer = MaskedConv2D(
+        1, 3, "A", kernel_initializer="ones", bias_initializer="zeros"
+    )
+    x = np.arange(1, 17, dtype="float32").reshape(1, 4, 4, 1)
+    y = keras.ops.convert_to_numpy(layer(x))[0, :, :, 0]
+    # Each output sums the (zero-padded) row above (3 taps) and the left tap.
+    img = np.pad(x[0, :, :, 0], 1)
+    want = np.zeros((4, 4))
+    for i in range(4):
+        for j in range(4):
+            want[i, j] = img[i, j : j + 3].sum() + img[i + 1, j]
+    np.testing.assert_allclose(y, want)
+
+
+def test_mask_applied_in_call_not_by_constraint():
+    layer = MaskedConv2D(3, 3, "A", image_channels=3)
+    layer.build((None, 5, 5, 3))
+    # The raw kernel is unmasked (dense random values) ...
+    raw = keras.ops.convert_to_numpy(layer.kernel)
+    assert np.count_nonzero(raw[2]) > 0
+    # ... yet a change in the future rows never reaches the output.
+    x = np.random.default_rng(0).normal(size=(1, 5, 5, 3)).astype("float32")
+    x2 = x.copy()
+    x2[0, 3:] += 5.0
+    x2[0, 2, 3:] += 5.0
+    x2[0, 2, 2, 2] += 5.0  # blue of the centre pixel
+    y = keras.ops.convert_to_numpy(layer(x))
+    y2 = keras.ops.convert_to_numpy(layer(x2))
+    np.testing.assert_array_equal(y[0, 2, 2], y2[0, 2, 2])
+
+
+def test_serialization_round_trip():
+    layer = MaskedConv2D(6, (3, 5), "B", image_channels=3, use_bias=False, name="m")
+    config = layer.get_config()
+    clone = MaskedConv2D.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, MaskedConv2D)
+    assert restored.kernel_size == (3, 5) and restored.mask_type == "B"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": 4, "kernel_size": 3, "mask_type": "C"}, "mask_type"),
+        ({"filters": 4, "kernel_size": 2}, "kernel_size"),
+        ({"filters": 4, "kernel_size": (3, 4)}, "kernel_size"),
+        ({"filters": 2, "kernel_size": 3, "image_channels": 3}, "filters"),
+        ({"filters": 4, "kernel_size": 3, "image_channels": 0}, "image_channels"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MaskedConv2D(**kwargs)
+
+
+def test_bad_input_shape():
+    layer = MaskedConv2D(6, 3, "A", image_channels=3)
+    with pytest.raises(ValueError, match="at least `image_channels`"):
+        layer(np.zeros((1, 4, 4, 2), "float32"))
