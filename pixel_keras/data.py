@@ -1,0 +1,727 @@
+"""Offline-first image data sets for autoregressive models.
+
+Every data set is returned by `load()` as an *unbatched* `tf.data.Dataset` of
+dicts:
+
+```
+{"images": tf.uint8 [H, W, C],   # integer levels in [0, num_levels - 1]
+ "labels": tf.int64 []}          # only where the data set has labels
+```
+
+Images are never converted to float here: the models in this package predict
+a categorical distribution over the `num_levels` integer values of each
+sub-pixel, so the data stays discrete until a model decides how to scale it.
+
+Data sets
+---------
+| name            | source                | shape   | levels | classes | train/test  |
+| --------------- | --------------------- | ------- | ------ | ------- | ----------- |
+| `fashion_mnist` | original IDX files    | 28x28x1 | 256    | 10      | 60000/10000 |
+| `digits`        | scikit-learn          | 8x8x1   | 17     | 10      | 1500/297    |
+| `binarized_X`   | `X`, thresholded      | as `X`  | 2      | as `X`  | as `X`      |
+| `tfds:X`, other | `tfds.load(X)`        | TFDS    | 256    | TFDS    | TFDS        |
+
+`fashion_mnist` reads the four original IDX files
+
+```
+train-images-idx3-ubyte[.gz]   train-labels-idx1-ubyte[.gz]
+t10k-images-idx3-ubyte[.gz]    t10k-labels-idx1-ubyte[.gz]
+```
+
+gzipped or not, from the first of these directories that holds the pair of
+files a split needs:
+
+1. the `data_dir` argument, then `<data_dir>/fashion-mnist`;
+2. the environment variable `PIXEL_KERAS_DATA_DIR`, then
+   `$PIXEL_KERAS_DATA_DIR/fashion-mnist`;
+3. `/usr/share/datasets/fashion-mnist` (Debian/Ubuntu package
+   `dataset-fashion-mnist`).
+
+The IDX headers (magic number, rank, dimensions) are validated against the
+file size, so a corrupt or truncated file raises a `ValueError` naming it.
+Decoded arrays are cached per process. If no directory holds the files,
+`tfds.load("fashion_mnist")` is tried; if that fails too (e.g. offline),
+`DataUnavailableError` (a `RuntimeError`) is raised, telling how to install
+the files.
+
+`digits` is scikit-learn's bundled 8x8 digits set (1797 images, values
+0..16, so 17 levels). It has no official split; this module fixes one:
+`np.random.default_rng(0).permutation(1797)`, whose first 1500 indices are
+the training set and whose last 297 are the test set, each kept in
+permutation order.
+
+`binarized_<name>` works for every other name accepted here (for example
+`binarized_fashion_mnist`, `binarized_digits`, or `binarized_mnist`, which
+thresholds TFDS `mnist`). The binarization is a *static* threshold, not a
+stochastic one: a sub-pixel becomes 1 when `value >= num_levels // 2` (128
+for 256 levels, 8 for `digits`) and 0 otherwise.
+
+Any other name is passed to `tfds.load()` together with `split`, `data_dir`,
+`shuffle_files` and `download`; its `"image"` feature must be `uint8` and
+becomes `"images"` (256 levels; 2 for TFDS's own `binarized_mnist`), and its
+`"label"` feature, if any, becomes `"labels"`. Prefix a name with `tfds:` to
+skip the rules above and reach the TFDS catalog directly, e.g.
+`"tfds:binarized_mnist"` for the fixed binarization of Larochelle & Murray
+(2011) rather than the thresholded `mnist`. A name TFDS does not know raises
+`ValueError`; data that TFDS cannot find or download raises
+`DataUnavailableError`, with the TFDS error as `__cause__`.
+
+Splits
+------
+The local data sets (`fashion_mnist`, `digits` and their binarized variants)
+accept `"train"`, `"test"` and TFDS-style slices of one of them:
+`"train[:1000]"`, `"test[500:]"`, `"train[100:200]"`, `"train[-100:]"`,
+`"train[:10%]"`. A percent bound `p%` of a split of `n` examples becomes
+`round(p * n / 100)` (Python's `round`), as TFDS's default rounding does.
+`shuffle_files` has no effect on them (they are single arrays); use
+`Dataset.shuffle`. TFDS names accept whatever TFDS accepts.
+
+Example:
+
+```python
+from pixel_keras import data
+
+ds = data.load("fashion_mnist", split="train[:1000]")
+images, labels = data.to_numpy(ds)  # uint8 [1000, 28, 28, 1], int64 [1000]
+info = data.get_info("binarized_fashion_mnist")
+info.num_levels  # 2
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "DataUnavailableError",
+    "DatasetInfo",
+    "get_info",
+    "load",
+    "to_numpy",
+]
+
+PathLike = str | os.PathLike
+
+ENV_DATA_DIR = "PIXEL_KERAS_DATA_DIR"
+BINARIZED_PREFIX = "binarized_"
+TFDS_PREFIX = "tfds:"
+
+# Directories searched after `data_dir` and `$PIXEL_KERAS_DATA_DIR`.
+FASHION_MNIST_SYSTEM_DIRS = ("/usr/share/datasets/fashion-mnist",)
+_FASHION_MNIST_SUBDIR = "fashion-mnist"
+_FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_FASHION_MNIST_SIZES = {"train": 60000, "test": 10000}
+
+DIGITS_NUM_TEST = 297
+DIGITS_SEED = 0
+
+# TFDS data sets whose uint8 images do not use all 256 levels.
+_TFDS_NUM_LEVELS = {"binarized_mnist": 2}
+
+_LOCAL_NAMES = ("fashion_mnist", "digits")
+_LOCAL_SPLITS = ("train", "test")
+_SPLIT_PATTERN = re.compile(
+    r"^(?P<split>[a-z_]+)"
+    r"(?:\[(?P<start>[+-]?\d+%?)?(?P<colon>:)?(?P<stop>[+-]?\d+%?)?\])?$"
+)
+_IDX_UBYTE = 0x08
+
+
+class DataUnavailableError(RuntimeError):
+    """A known data set whose data is neither on disk nor downloadable.
+
+    Raised by `load()` when neither the local files nor TFDS can provide the
+    requested data (typically: no network and nothing prepared). The
+    underlying error, if any, is kept as `__cause__`.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a data set, as `load()` returns it.
+
+    Args:
+        name: The name passed to `get_info()`.
+        image_shape: `(height, width, channels)`; a dimension is `None` when
+            TFDS reports a variable size.
+        num_levels: Number of distinct sub-pixel values; images hold
+            integers in `[0, num_levels - 1]`.
+        num_classes: Number of label classes, or `None` without labels.
+        split_sizes: Number of examples per split. For TFDS names it is
+            empty until the data set has been prepared in `data_dir`.
+    """
+
+    name: str
+    image_shape: tuple[int | None, int | None, int | None]
+    num_levels: int
+    num_classes: int | None
+    split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: PathLike | None = None,
+    shuffle_files: bool = False,
+    download: bool = True,
+) -> tf.data.Dataset:
+    """Loads a data set as an unbatched `tf.data.Dataset` of dicts.
+
+    Args:
+        name: `"fashion_mnist"`, `"digits"`, `"binarized_<name>"`,
+            `"tfds:<name>"` or any TFDS name (see the module docstring).
+        split: `"train"`, `"test"` or a slice such as `"train[:10%]"`.
+        data_dir: Directory searched first for the Fashion-MNIST IDX files,
+            and passed to TFDS as its `data_dir`.
+        shuffle_files: Passed to TFDS; no effect on local data sets.
+        download: Whether TFDS may download and prepare data that is not
+            already prepared in `data_dir`.
+
+    Returns:
+        A `tf.data.Dataset` whose elements are
+        `{"images": uint8 [H, W, C], "labels": int64 []}` (`"labels"` only
+        where the data set has labels).
+
+    Raises:
+        ValueError: for an unknown name, a bad split or corrupt files.
+        DataUnavailableError: when the data cannot be found or downloaded.
+    """
+    _check_name(name)
+    base, binarized = _strip_binarized(name)
+    if base in _LOCAL_NAMES:
+        ds = _load_local(base, split, data_dir, shuffle_files, download)
+    else:
+        ds = _load_tfds(
+            _strip_tfds_prefix(base), split, data_dir, shuffle_files, download
+        )
+    if binarized:
+        threshold = _num_levels(base) // 2
+        ds = ds.map(
+            functools.partial(_binarize, threshold=threshold),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds
+
+
+def get_info(name: str, data_dir: PathLike | None = None) -> DatasetInfo:
+    """Returns the `DatasetInfo` of a data set without loading its images.
+
+    For TFDS names the facts come from the TFDS builder's metadata, which
+    needs no download; split sizes are only known once the data set has been
+    prepared in `data_dir`.
+
+    Args:
+        name: Any name accepted by `load()`.
+        data_dir: As for `load()`. For Fashion-MNIST, split sizes and image
+            shape are read from the IDX headers of the files `load()` would
+            use, or are the canonical ones when no files are found.
+
+    Returns:
+        A `DatasetInfo`.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    _check_name(name)
+    base, binarized = _strip_binarized(name)
+    if base == "digits":
+        info = DatasetInfo(
+            name=name,
+            image_shape=(8, 8, 1),
+            num_levels=17,
+            num_classes=10,
+            split_sizes=_digits_split_sizes(),
+        )
+    elif base == "fashion_mnist":
+        image_shape, split_sizes = _fashion_mnist_header_info(data_dir)
+        info = DatasetInfo(
+            name=name,
+            image_shape=image_shape,
+            num_levels=256,
+            num_classes=10,
+            split_sizes=split_sizes,
+        )
+    else:
+        info = _tfds_info(name, _strip_tfds_prefix(base), data_dir)
+    if binarized:
+        info = dataclasses.replace(info, name=name, num_levels=2)
+    return info
+
+
+def to_numpy(
+    ds: tf.data.Dataset, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Materializes a data set from `load()` as NumPy arrays.
+
+    Args:
+        ds: A data set of `{"images", ["labels"]}` dicts, unbatched or
+            batched.
+        limit: Keep at most this many examples; `None` keeps all. All
+            images must share one shape.
+
+    Returns:
+        `(images, labels)`: `uint8 [N, H, W, C]` and `int64 [N]`, or `None`
+        for `labels` when the data set has none.
+    """
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ValueError(
+            f"`limit` must be a non-negative int or None. Received: limit={limit!r}"
+        )
+    spec = ds.element_spec
+    if not isinstance(spec, Mapping) or "images" not in spec:
+        raise ValueError(
+            "`ds` must yield dicts with an 'images' key, as `load()` returns. "
+            f"Received: element_spec={spec!r}"
+        )
+    if spec["images"].shape.rank == 4:
+        ds = ds.unbatch()
+        spec = ds.element_spec
+    if limit is not None:
+        ds = ds.take(limit)
+
+    image_batches, label_batches = [], []
+    for batch in ds.batch(4096).as_numpy_iterator():
+        image_batches.append(batch["images"])
+        if "labels" in batch:
+            label_batches.append(batch["labels"])
+
+    if image_batches:
+        images = np.concatenate(image_batches)
+    else:
+        shape = [0] + [d or 0 for d in spec["images"].shape.as_list()]
+        images = np.zeros(shape, spec["images"].dtype.as_numpy_dtype)
+    if "labels" not in spec:
+        return images, None
+    if label_batches:
+        labels = np.concatenate(label_batches)
+    else:
+        labels = np.zeros([0], spec["labels"].dtype.as_numpy_dtype)
+    return images, labels
+
+
+# --------------------------------------------------------------------------
+# Names, splits, binarization
+# --------------------------------------------------------------------------
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"`name` must be a non-empty data set name. Received: name={name!r}"
+        )
+
+
+def _strip_binarized(name: str) -> tuple[str, bool]:
+    if name.startswith(BINARIZED_PREFIX) and len(name) > len(BINARIZED_PREFIX):
+        return name[len(BINARIZED_PREFIX) :], True
+    return name, False
+
+
+def _strip_tfds_prefix(name: str) -> str:
+    if name.startswith(TFDS_PREFIX):
+        name = name[len(TFDS_PREFIX) :]
+        if not name:
+            raise ValueError(
+                "`name` must name a TFDS data set after 'tfds:'. "
+                f"Received: name={TFDS_PREFIX!r}"
+            )
+    return name
+
+
+def _num_levels(base: str) -> int:
+    if base == "digits":
+        return 17
+    if base == "fashion_mnist":
+        return 256
+    tfds_name = _strip_tfds_prefix(base)
+    return _TFDS_NUM_LEVELS.get(_bare_tfds_name(tfds_name), 256)
+
+
+def _bare_tfds_name(tfds_name: str) -> str:
+    """`"mnist/config:3.0.1"` -> `"mnist"`."""
+    return re.split(r"[/:]", tfds_name, maxsplit=1)[0]
+
+
+def _binarize(example: dict, threshold: int) -> dict:
+    example = dict(example)
+    images = example["images"]
+    example["images"] = tf.cast(
+        images >= tf.constant(threshold, images.dtype), tf.uint8
+    )
+    return example
+
+
+def _split_error(split: Any, names: tuple[str, ...], problem: str) -> ValueError:
+    return ValueError(
+        f"`split` must be one of {names}, optionally followed by a "
+        "[start:stop] slice such as 'train[:1000]', 'test[100:200]' or "
+        f"'train[:10%]' ({problem}). Received: split={split!r}"
+    )
+
+
+def _parse_split(split: Any, sizes: Mapping[str, int]) -> tuple[str, int, int]:
+    """Parses `"train[a:b]"` into `("train", start, stop)` given split sizes."""
+    names = tuple(sizes)
+    if not isinstance(split, str):
+        raise _split_error(split, names, "not a string")
+    match = _SPLIT_PATTERN.match(split.replace(" ", ""))
+    if match is None:
+        raise _split_error(split, names, "malformed")
+    name = match["split"]
+    if name not in sizes:
+        raise _split_error(split, names, f"unknown split {name!r}")
+    if "[" in split and not match["colon"]:
+        raise _split_error(split, names, "a slice needs a colon")
+    num = sizes[name]
+    begin = _resolve_bound(match["start"], num, split, names)
+    end = _resolve_bound(match["stop"], num, split, names)
+    begin, end, _ = slice(begin, end).indices(num)
+    return name, begin, max(begin, end)
+
+
+def _resolve_bound(
+    bound: str | None, num: int, split: str, names: tuple[str, ...]
+) -> int | None:
+    if bound is None:
+        return None
+    if not bound.endswith("%"):
+        return int(bound)
+    percent = int(bound[:-1])
+    if not -100 <= percent <= 100:
+        raise _split_error(split, names, "percentages must be in [-100%, 100%]")
+    # The closest example, as TFDS's default "closest" rounding computes it.
+    return int(round(percent * num / 100.0))
+
+
+# --------------------------------------------------------------------------
+# Local data sets
+# --------------------------------------------------------------------------
+
+
+def _load_local(
+    base: str,
+    split: str,
+    data_dir: PathLike | None,
+    shuffle_files: bool,
+    download: bool,
+) -> tf.data.Dataset:
+    if base == "digits":
+        split_name, begin, end = _parse_split(split, _digits_split_sizes())
+        images, labels = _digits_arrays(split_name)
+    else:
+        # Sizes are only known once the files are found: check syntax first.
+        split_name, _, _ = _parse_split(split, dict.fromkeys(_LOCAL_SPLITS, 0))
+        found = _find_fashion_mnist(split_name, data_dir)
+        if found is None:
+            return _fashion_mnist_from_tfds(split, data_dir, shuffle_files, download)
+        images, labels = _read_idx_pair(*found)
+        _, begin, end = _parse_split(split, {split_name: len(labels)})
+    return tf.data.Dataset.from_tensor_slices(
+        {"images": images[begin:end], "labels": labels[begin:end]}
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_all() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.uint8)[..., None]  # [N, 8, 8, 1]
+    labels = bunch.target.astype(np.int64)
+    permutation = np.random.default_rng(DIGITS_SEED).permutation(len(labels))
+    for array in (images, labels, permutation):
+        array.setflags(write=False)
+    return images, labels, permutation
+
+
+def _digits_split_sizes() -> dict[str, int]:
+    _, labels, _ = _digits_all()
+    return {"train": len(labels) - DIGITS_NUM_TEST, "test": DIGITS_NUM_TEST}
+
+
+def _digits_arrays(split_name: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels, permutation = _digits_all()
+    num_train = len(labels) - DIGITS_NUM_TEST
+    if split_name == "train":
+        indices = permutation[:num_train]
+    else:
+        indices = permutation[num_train:]
+    return images[indices], labels[indices]
+
+
+def _candidate_dirs(data_dir: PathLike | None) -> list[str]:
+    roots = []
+    if data_dir is not None:
+        roots.append(os.fspath(data_dir))
+    env_dir = os.environ.get(ENV_DATA_DIR)
+    if env_dir:
+        roots.append(env_dir)
+    dirs = []
+    for root in roots:
+        dirs += [root, os.path.join(root, _FASHION_MNIST_SUBDIR)]
+    return dirs + list(FASHION_MNIST_SYSTEM_DIRS)
+
+
+def _find_file(directory: str, stem: str) -> str | None:
+    for filename in (stem + ".gz", stem):
+        path = os.path.join(directory, filename)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _find_fashion_mnist(
+    split_name: str, data_dir: PathLike | None
+) -> tuple[str, str] | None:
+    """Returns `(images_path, labels_path)` from the first directory with both."""
+    images_stem, labels_stem = _FASHION_MNIST_FILES[split_name]
+    for directory in _candidate_dirs(data_dir):
+        images_path = _find_file(directory, images_stem)
+        labels_path = _find_file(directory, labels_stem)
+        if images_path and labels_path:
+            return images_path, labels_path
+    return None
+
+
+def _fashion_mnist_header_info(
+    data_dir: PathLike | None,
+) -> tuple[tuple[int, int, int], dict[str, int]]:
+    image_shape = (28, 28, 1)
+    sizes = dict(_FASHION_MNIST_SIZES)
+    for split_name in _LOCAL_SPLITS:
+        found = _find_fashion_mnist(split_name, data_dir)
+        if found is not None:
+            dims = _read_idx_header(found[0], expected_rank=3)
+            sizes[split_name] = dims[0]
+            image_shape = (dims[1], dims[2], 1)
+    return image_shape, sizes
+
+
+def _open(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def _parse_idx_header(header: bytes, path: str, expected_rank: int) -> tuple[int, ...]:
+    """Validates an IDX header: 2 zero bytes, type 0x08, rank, big-endian dims."""
+    if len(header) < 4:
+        raise ValueError(
+            f"IDX file {path!r} is truncated: {len(header)} bytes, no header."
+        )
+    zeros, data_type, rank = header[:2], header[2], header[3]
+    if zeros != b"\x00\x00" or data_type != _IDX_UBYTE or rank != expected_rank:
+        raise ValueError(
+            f"IDX file {path!r} has a bad magic number 0x{header[:4].hex()}; "
+            f"expected 0x{_IDX_UBYTE:08x} + rank {expected_rank}, i.e. "
+            f"0x{(_IDX_UBYTE << 8) | expected_rank:08x} (unsigned bytes, "
+            f"{expected_rank} dimensions)."
+        )
+    header_size = 4 + 4 * rank
+    if len(header) < header_size:
+        raise ValueError(
+            f"IDX file {path!r} is truncated inside its header "
+            f"({len(header)} of {header_size} bytes)."
+        )
+    dims = tuple(int(d) for d in np.frombuffer(header[4:header_size], ">u4"))
+    if any(d == 0 for d in dims[1:]):
+        raise ValueError(f"IDX file {path!r} has a zero dimension: {dims}.")
+    return dims
+
+
+def _read_idx_header(path: str, expected_rank: int) -> tuple[int, ...]:
+    try:
+        with _open(path) as f:
+            header = f.read(4 + 4 * expected_rank)
+    except (OSError, EOFError) as err:
+        raise ValueError(f"Could not read IDX file {path!r}: {err}") from err
+    return _parse_idx_header(header, path, expected_rank)
+
+
+def _read_idx(path: str, expected_rank: int) -> np.ndarray:
+    stat = os.stat(path)
+    return _read_idx_cached(path, stat.st_mtime_ns, stat.st_size, expected_rank)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(
+    path: str, mtime_ns: int, size: int, expected_rank: int
+) -> np.ndarray:
+    del mtime_ns, size  # Only part of the cache key.
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise ValueError(f"Could not read IDX file {path!r}: {err}") from err
+    dims = _parse_idx_header(raw, path, expected_rank)
+    offset = 4 + 4 * len(dims)
+    expected = math.prod(dims)
+    if len(raw) - offset != expected:
+        raise ValueError(
+            f"IDX file {path!r} holds {len(raw) - offset} data bytes, but its "
+            f"header declares dims {dims} ({expected} bytes). The file is "
+            "truncated or corrupt."
+        )
+    array = np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+    array.setflags(write=False)
+    return array
+
+
+def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    images = _read_idx(images_path, expected_rank=3)[..., None]  # [N, H, W, 1]
+    labels = _read_idx(labels_path, expected_rank=1)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"IDX files disagree: {images_path!r} holds {len(images)} images "
+            f"but {labels_path!r} holds {len(labels)} labels."
+        )
+    if labels.size and labels.max() >= 10:
+        raise ValueError(
+            f"IDX file {labels_path!r} holds label {int(labels.max())}; "
+            "Fashion-MNIST labels are in [0, 9]."
+        )
+    return images, labels.astype(np.int64)
+
+
+def _fashion_mnist_from_tfds(
+    split: str, data_dir: PathLike | None, shuffle_files: bool, download: bool
+) -> tf.data.Dataset:
+    searched = "\n".join(f"  - {d}" for d in _candidate_dirs(data_dir))
+    hint = (
+        "Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...) were not "
+        f"found in:\n{searched}\nand TFDS could not provide the data either. "
+        "Install them with `apt-get install dataset-fashion-mnist`, or put "
+        f"the four files in a directory and set {ENV_DATA_DIR} to it (or pass "
+        "`data_dir=`)."
+    )
+    try:
+        return _load_tfds("fashion_mnist", split, data_dir, shuffle_files, download)
+    except DataUnavailableError as err:
+        raise DataUnavailableError(f"{hint}\nTFDS said: {err.__cause__!r}") from (
+            err.__cause__
+        )
+
+
+# --------------------------------------------------------------------------
+# TFDS
+# --------------------------------------------------------------------------
+
+
+def _tfds():
+    # Imported lazily: tensorflow_datasets is slow to import.
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def _unknown_name_error(name: str, err: Exception) -> ValueError:
+    return ValueError(
+        f"Unknown data set {name!r}. Available: {', '.join(_LOCAL_NAMES)}, "
+        "'binarized_<name>' for any of them, or a TensorFlow Datasets name "
+        f"(see `tfds.list_builders()`). TFDS said: {err}"
+    )
+
+
+def _load_tfds(
+    tfds_name: str,
+    split: str,
+    data_dir: PathLike | None,
+    shuffle_files: bool,
+    download: bool,
+) -> tf.data.Dataset:
+    tfds = _tfds()
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    try:
+        ds = tfds.load(
+            tfds_name,
+            split=split,
+            data_dir=data_dir,
+            shuffle_files=shuffle_files,
+            download=download,
+        )
+    except tfds.core.registered.DatasetNotFoundError as err:
+        raise _unknown_name_error(tfds_name, err) from err
+    except ValueError as err:
+        raise ValueError(
+            f"TFDS could not load split={split!r} of {tfds_name!r}: {err}"
+        ) from err
+    except Exception as err:  # Network, missing files, bad checksums, ...
+        raise DataUnavailableError(
+            f"TFDS could not provide {tfds_name!r} (split={split!r}, "
+            f"data_dir={data_dir!r}, download={download}). Without network "
+            "access, prepare it elsewhere with `tfds build` and copy it to "
+            f"`data_dir`. TFDS said: {err!r}"
+        ) from err
+    return _from_tfds_examples(ds, tfds_name)
+
+
+def _from_tfds_examples(ds: tf.data.Dataset, tfds_name: str) -> tf.data.Dataset:
+    spec = ds.element_spec
+    if not isinstance(spec, Mapping) or "image" not in spec:
+        keys = sorted(spec) if isinstance(spec, Mapping) else spec
+        raise ValueError(
+            f"TFDS data set {tfds_name!r} has no 'image' feature, so it is not "
+            f"an image data set. Features: {keys}"
+        )
+    if spec["image"].dtype != tf.uint8:
+        raise ValueError(
+            f"TFDS data set {tfds_name!r} has {spec['image'].dtype.name} images; "
+            "only uint8 images are supported."
+        )
+    has_labels = "label" in spec
+
+    def to_dict(example):
+        out = {"images": example["image"]}
+        if has_labels:
+            out["labels"] = tf.cast(example["label"], tf.int64)
+        return out
+
+    return ds.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _tfds_info(name: str, tfds_name: str, data_dir: PathLike | None) -> DatasetInfo:
+    tfds = _tfds()
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    try:
+        info = tfds.builder(tfds_name, data_dir=data_dir).info
+    except tfds.core.registered.DatasetNotFoundError as err:
+        raise _unknown_name_error(tfds_name, err) from err
+    except Exception as err:
+        raise DataUnavailableError(
+            f"Could not read the TFDS metadata of {tfds_name!r}: {err!r}"
+        ) from err
+    features = info.features
+    if "image" not in features:
+        raise ValueError(
+            f"TFDS data set {tfds_name!r} has no 'image' feature, so it is not "
+            f"an image data set. Features: {sorted(features)}"
+        )
+    shape = tuple(features["image"].shape)
+    num_classes = None
+    if "label" in features:
+        num_classes = getattr(features["label"], "num_classes", None)
+    return DatasetInfo(
+        name=name,
+        image_shape=shape,
+        num_levels=_TFDS_NUM_LEVELS.get(_bare_tfds_name(tfds_name), 256),
+        num_classes=num_classes,
+        split_sizes={k: int(v.num_examples) for k, v in info.splits.items()},
+    )
