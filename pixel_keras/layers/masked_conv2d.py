@@ -25,7 +25,7 @@ def channel_groups(num_maps, num_groups):
     return (np.arange(num_maps) * num_groups) // num_maps
 
 
-def build_mask(kernel_size, in_maps, out_maps, mask_type, groups=1):
+def build_mask(kernel_size, in_maps, out_maps, mask_type, groups=1, output_blocks=1):
     """Builds the constant causal mask for a `[kh, kw, in, out]` kernel.
 
     Spatially, a tap is visible when it lies in a row above the centre, or in
@@ -51,6 +51,10 @@ def build_mask(kernel_size, in_maps, out_maps, mask_type, groups=1):
         out_maps: int, output feature maps.
         mask_type: "A" or "B".
         groups: int, number of channel groups (1 grayscale, 3 RGB).
+        output_blocks: int; the output maps are `output_blocks` equal blocks
+            (e.g. the four LSTM gates, or the tanh/sigmoid halves of a gated
+            unit), each grouped on its own so that map m of every block has
+            the group of map m of the state it updates.
 
     Returns:
         float32 NumPy array of shape `[kh, kw, in_maps, out_maps]`.
@@ -61,7 +65,8 @@ def build_mask(kernel_size, in_maps, out_maps, mask_type, groups=1):
     mask[:ch, :, :, :] = 1.0
     mask[ch, :cw, :, :] = 1.0
     in_group = channel_groups(in_maps, groups)[:, None]
-    out_group = channel_groups(out_maps, groups)[None, :]
+    block_groups = channel_groups(out_maps // output_blocks, groups)
+    out_group = np.tile(block_groups, output_blocks)[None, :]
     if mask_type == "A":
         centre = in_group < out_group
     else:
@@ -91,6 +96,9 @@ class MaskedConv2D(keras.layers.Layer):
         mask_type: "A" or "B".
         image_channels: int, number of channel groups (1 grayscale, 3 RGB).
             Both `filters` and the input maps must be at least this many.
+        output_blocks: int, the output maps form this many equal blocks,
+            each grouped like a `filters // output_blocks` map state (4 for
+            LSTM gates [o, f, i, g], 2 for gated tanh/sigmoid units).
         use_bias: bool, whether to add a bias.
         kernel_initializer: initializer for the kernel.
         bias_initializer: initializer for the bias.
@@ -121,6 +129,7 @@ class MaskedConv2D(keras.layers.Layer):
         kernel_size,
         mask_type="B",
         image_channels=1,
+        output_blocks=1,
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
@@ -150,16 +159,27 @@ class MaskedConv2D(keras.layers.Layer):
                 "`image_channels` must be a positive int. "
                 f"Received: image_channels={image_channels!r}"
             )
-        if not isinstance(filters, int) or filters < image_channels:
+        if not isinstance(output_blocks, int) or output_blocks < 1:
             raise ValueError(
-                "`filters` must be an int >= `image_channels` so that every "
-                f"channel group has at least one map. Received: filters={filters!r}"
-                f", image_channels={image_channels}"
+                "`output_blocks` must be a positive int. "
+                f"Received: output_blocks={output_blocks!r}"
+            )
+        if (
+            not isinstance(filters, int)
+            or filters % output_blocks
+            or filters // output_blocks < image_channels
+        ):
+            raise ValueError(
+                "`filters` must be an int, a multiple of `output_blocks`, with "
+                "at least `image_channels` maps per block so that every channel "
+                f"group has a map. Received: filters={filters!r}, "
+                f"output_blocks={output_blocks}, image_channels={image_channels}"
             )
         self.filters = filters
         self.kernel_size = kernel_size
         self.mask_type = mask_type
         self.image_channels = image_channels
+        self.output_blocks = output_blocks
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -192,7 +212,12 @@ class MaskedConv2D(keras.layers.Layer):
             self.bias = None
         # A constant, not a variable: it is never trained and never saved.
         self.mask = build_mask(
-            self.kernel_size, in_maps, self.filters, self.mask_type, self.image_channels
+            self.kernel_size,
+            in_maps,
+            self.filters,
+            self.mask_type,
+            self.image_channels,
+            self.output_blocks,
         )
 
     def call(self, inputs):
@@ -216,6 +241,7 @@ class MaskedConv2D(keras.layers.Layer):
                 "kernel_size": self.kernel_size,
                 "mask_type": self.mask_type,
                 "image_channels": self.image_channels,
+                "output_blocks": self.output_blocks,
                 "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer

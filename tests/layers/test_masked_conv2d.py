@@ -133,3 +133,17 @@ def test_bad_input_shape():
     layer = MaskedConv2D(6, 3, "A", image_channels=3)
     with pytest.raises(ValueError, match="at least `image_channels`"):
         layer(np.zeros((1, 4, 4, 2), "float32"))
+
+
+def test_output_blocks_group_each_block_like_the_state():
+    # 4 LSTM gates of h=5 maps, 3 groups: each gate block is grouped like the state
+    mask = build_mask((1, 1), 3, 20, "B", 3, output_blocks=4)[0, 0]
+    state_groups = channel_groups(5, 3)
+    for block in range(4):
+        for m in range(5):
+            col = mask[:, block * 5 + m]
+            np.testing.assert_array_equal(col, np.arange(3) <= state_groups[m])
+    layer = MaskedConv2D(20, 3, "B", image_channels=3, output_blocks=4)
+    assert MaskedConv2D.from_config(layer.get_config()).output_blocks == 4
+    with pytest.raises(ValueError, match="output_blocks"):
+        MaskedConv2D(10, 3, image_channels=3, output_blocks=4)
