@@ -1,0 +1,1171 @@
+"""Training runs: distribution strategy, data, checkpoints, bits/dim.
+
+`train()` is the one entry point behind `pixel-keras train`:
+
+```
+strategy = get_strategy("auto")           # Mirrored over GPUs, else default
+with strategy.scope():
+    model = make_model("pixelcnn", image_shape=..., num_levels=..., **config)
+    model.compile(keras.optimizers.Adam(learning_rate))   # NLL (nats/image)
+model.fit(train (images, images) pairs, validation_data=test pairs,
+          callbacks=[TensorBoard, RunMonitor])   # RunMonitor, per epoch:
+              # print test bits/dim, write samples/epoch_XXX.png,
+              # save checkpoints/epoch_XXX.keras and commit state.json
+```
+
+A run directory holds
+
+```
+out_dir/
+  config.json                 model name + config, training arguments, versions
+  state.json                  the commit point: {"epoch", "checkpoint", "sha256", ...}
+  checkpoints/epoch_XXX.keras full model: weights, optimizer state, compile config
+  samples/epoch_XXX.png       sample grid after each epoch (same seed every epoch)
+  logs/                       TensorBoard
+```
+
+Checkpoints are crash safe. Every file is written to a temporary name in its
+final directory, flushed with `fsync`, and moved into place with
+`os.replace` (atomic on POSIX). `state.json` is written last and names the
+checkpoint it belongs to, with its SHA-256: a run killed at any moment leaves
+either the previous state or the new one, never a half-written checkpoint.
+Stray temporary files from a killed save are removed at the next start, and
+older checkpoints are deleted only after the new state is committed.
+
+The batch size is global: a strategy with R replicas gives each replica
+`batch_size / R` images per step.
+
+This module drives `tf.distribute` on the TensorFlow backend. Under
+`KERAS_BACKEND=jax`, `get_strategy()` returns a `keras.distribution`
+`DataParallel` distribution instead (and installs it with
+`keras.distribution.set_distribution`); `train()` works the same way, with
+`tf.data` only as the input pipeline. TensorFlow is imported lazily.
+
+NOTE: Keras 3.15's `fit` does not run under a multi-worker
+`tf.distribute.MultiWorkerMirroredStrategy` (two bugs in
+`keras/src/backend/tensorflow/trainer.py`; see `docs/distributed.md`).
+`train(strategy="multi_worker")` applies a narrow, documented shim for them
+(`_MultiWorkerShim`); nothing else is patched.
+"""
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from pixel_keras.images import save_image_grid
+from pixel_keras.models.pixel_cnn import PixelCNN
+
+# Model name -> class. Every class takes `image_shape` and `num_levels` plus
+# its own keyword arguments, and is registered with Keras serialization.
+MODELS = {
+    "pixelcnn": PixelCNN,
+}
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "state.json"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+LOGS_DIR = "logs"
+_TMP_TAG = ".tmp-"
+_STATE_FORMAT = 1
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+def make_model(model="pixelcnn", *, image_shape, num_levels, **config):
+    """Builds a registered model by name.
+
+    Args:
+        model: a key of `MODELS` (`"pixelcnn"`).
+        image_shape: `(height, width, channels)`.
+        num_levels: values per sub-pixel.
+        **config: the model class's own arguments (`hidden_maps`, ...).
+
+    Returns:
+        The model (uncompiled).
+
+    Raises:
+        ValueError: for an unknown model name or bad arguments.
+    """
+    if model not in MODELS:
+        raise ValueError(
+            f"Unknown model {model!r}. Available: {', '.join(sorted(MODELS))}"
+        )
+    cls = MODELS[model]
+    allowed = model_arguments(model)
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        # Keras models swallow unknown keyword arguments: refuse typos here.
+        raise ValueError(
+            f"Unknown argument(s) for model {model!r}: {', '.join(unknown)}. "
+            f"Available: {', '.join(allowed)}"
+        )
+    return cls(image_shape=tuple(image_shape), num_levels=num_levels, **config)
+
+
+def model_arguments(model="pixelcnn"):
+    """The architecture arguments a registered model takes (besides the data's)."""
+    import inspect
+
+    if model not in MODELS:
+        raise ValueError(
+            f"Unknown model {model!r}. Available: {', '.join(sorted(MODELS))}"
+        )
+    parameters = inspect.signature(MODELS[model].__init__).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("self", "image_shape", "num_levels")
+    ]
+
+
+def model_name(model):
+    """The `MODELS` key of a model instance (or its class name)."""
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return name
+    return type(model).__name__
+
+
+# ---------------------------------------------------------------------------
+# Strategies
+# ---------------------------------------------------------------------------
+
+
+def get_strategy(name="auto"):
+    """Returns the distribution strategy for `name`.
+
+    TensorFlow backend (`tf.distribute`):
+
+    - `"auto"`: `MirroredStrategy` over all visible GPUs when there is at
+      least one, else the default (single-device) strategy.
+    - `"default"`: the default strategy (`tf.distribute.get_strategy()`).
+    - `"mirrored"`: `MirroredStrategy` over all local GPUs or, without
+      GPUs, over the logical CPU devices (one, unless the CPU was split with
+      `tf.config.set_logical_device_configuration`).
+    - `"multi_worker"`: `MultiWorkerMirroredStrategy`, configured from the
+      `TF_CONFIG` environment variable. Create it at program start, before
+      other TensorFlow work.
+
+    JAX backend (`keras.distribution`): `"auto"` and `"mirrored"` give a
+    `keras.distribution.DataParallel` over `keras.distribution.list_devices()`
+    (for `"auto"` only when there are several devices) and install it with
+    `keras.distribution.set_distribution`; `"default"` returns None (no
+    distribution). `"multi_worker"` first calls
+    `keras.distribution.initialize()`, which reads the
+    `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES` and
+    `KERAS_DISTRIBUTION_PROCESS_ID` environment variables.
+
+    A `tf.distribute.Strategy` or `keras.distribution.Distribution` instance
+    is returned as it is.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if not isinstance(name, str):
+        if keras.backend.backend() == "jax" and isinstance(
+            name, keras.distribution.Distribution
+        ):
+            keras.distribution.set_distribution(name)
+        return name
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {name!r}. Available: {', '.join(STRATEGIES)}"
+        )
+    if keras.backend.backend() == "jax":
+        return _jax_distribution(name)
+    import tensorflow as tf
+
+    if name == "multi_worker":
+        # Before anything initializes the TensorFlow runtime (listing
+        # logical devices does): collectives must be configured first.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        return (
+            tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+        )
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _jax_distribution(name):
+    if name == "default":
+        return None
+    if name == "multi_worker":
+        keras.distribution.initialize()
+    devices = keras.distribution.list_devices()
+    if name == "auto" and len(devices) < 2:
+        return None
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    return distribution
+
+
+def strategy_scope(strategy):
+    """The context in which to build a model for `strategy` (or None)."""
+    if strategy is None:
+        return contextlib.nullcontext()
+    return strategy.scope()
+
+
+def num_replicas(strategy):
+    """Replicas that share one global batch."""
+    if strategy is None:
+        return 1
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return strategy.num_replicas_in_sync
+    return len(getattr(strategy, "device_mesh").devices.flatten())
+
+
+def _is_multi_worker(strategy):
+    if keras.backend.backend() != "tensorflow" or strategy is None:
+        return False
+    import tensorflow as tf
+
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
+
+
+def is_chief(strategy=None):
+    """Whether this process writes files (checkpoints, logs, samples).
+
+    Under a multi-worker `tf.distribute` strategy the chief is task "chief",
+    or worker 0 when the cluster has no "chief" job; under JAX it is process
+    0. Single-process runs are always chief.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    jobs = resolver.cluster_spec().jobs
+    return task_type == "worker" and task_id == 0 and "chief" not in jobs
+
+
+class _MultiWorkerShim:
+    """Works around two Keras 3.15 bugs that stop `fit` under multi-worker MWMS.
+
+    Both are in `keras/src/backend/tensorflow/trainer.py` (details and
+    reproduction in `docs/distributed.md`):
+
+    1. `TensorFlowTrainer._maybe_symbolic_build` reduces the whole first
+       batch, a nested `(x, y)` structure of `PerReplica` values, with one
+       `strategy.reduce("MEAN", batch, axis=None)`. `MirroredStrategy` maps
+       over the structure; `CollectiveAllReduceExtended._reduce_to` does not,
+       so `fit` fails with "Attempt to convert a value (PerReplica...) with an
+       unsupported type". The batch is only needed for its shapes: the shim
+       builds from the first local replica's values instead.
+    2. `reduce_per_replica(..., reduction="mean")` reduces with
+       `strategy.reduce("MEAN", v, axis=0)` in multi-worker mode, which fails
+       on the scalar losses and metrics a train step returns ("Invalid
+       reduction dimension 0 for input with 0 dimensions"). The single-worker
+       branch of the same function takes the element-wise mean over
+       replicas, which is `strategy.reduce("MEAN", v, axis=None)`; the shim
+       uses that for multi-worker "mean"/"auto" reductions and leaves every
+       other call to the original function.
+    """
+
+    _installed = False
+
+    @classmethod
+    def apply(cls, model, strategy):
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+
+        if not all(
+            hasattr(obj, attr)
+            for obj, attr in (
+                (tf_trainer, "reduce_per_replica"),
+                (tf_trainer, "_collective_all_reduce_multi_worker"),
+                (model, "_maybe_symbolic_build"),
+                (model, "_symbolic_build"),
+            )
+        ):
+            raise RuntimeError(
+                "This Keras version changed the trainer internals that the "
+                "multi-worker shim of pixel_keras.training relies on "
+                f"(keras {keras.__version__}); see docs/distributed.md."
+            )
+        import tensorflow as tf
+
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, it in iterator:
+                    batch = next(it)
+                    data_batch = tf.nest.map_structure(
+                        lambda v: (
+                            strategy.experimental_local_results(v)[0]
+                            if isinstance(v, tf.distribute.DistributedValues)
+                            else v
+                        ),
+                        batch,
+                    )
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        model._maybe_symbolic_build = maybe_symbolic_build
+
+        if cls._installed:
+            return
+        original = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("auto", "mean") and (
+                tf_trainer._collective_all_reduce_multi_worker(strategy)
+            ):
+                return tf.nest.map_structure(
+                    lambda v: strategy.reduce("MEAN", v, axis=None), values
+                )
+            return original(values, strategy, reduction)
+
+        tf_trainer.reduce_per_replica = reduce_per_replica
+        cls._installed = True
+
+
+def _all_workers_agree(strategy, flag):
+    """True if `flag` is true on any worker (a collective; call on all)."""
+    if not _is_multi_worker(strategy):
+        return bool(flag)
+    import tensorflow as tf
+
+    total = strategy.reduce("SUM", tf.constant(1.0 if flag else 0.0), axis=None)
+    return float(total) > 0
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def make_dataset(
+    dataset,
+    split,
+    batch_size,
+    *,
+    shuffle=False,
+    repeat=False,
+    seed=None,
+    data_dir=None,
+    shuffle_buffer=10_000,
+):
+    """Batched `tf.data` of `(images, images)` pairs, images int32.
+
+    Args:
+        dataset: a name for `pixel_keras.data.load`.
+        split: e.g. `"train"`, `"test[:1000]"`.
+        batch_size: global batch size (the last batch may be smaller).
+        shuffle: shuffle examples (reshuffled every epoch) with `seed`.
+        repeat: repeat forever (for a fixed `steps_per_epoch`).
+        seed: shuffle seed.
+        data_dir: passed to `data.load`.
+        shuffle_buffer: shuffle buffer size.
+    """
+    import tensorflow as tf
+
+    from pixel_keras import data
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    ds = data.load(dataset, split, data_dir=data_dir)
+    ds = ds.map(
+        lambda example: tf.cast(example["images"], tf.int32),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size).map(lambda x: (x, x))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _split_size(dataset, split, data_dir):
+    """Examples in a split (counted once through the data set)."""
+    from pixel_keras import data
+
+    ds = data.load(dataset, split, data_dir=data_dir)
+    count = int(ds.cardinality())
+    if count >= 0:
+        return count
+    return int(ds.reduce(0, lambda n, _: n + 1))
+
+
+# ---------------------------------------------------------------------------
+# Atomic files and checkpoints
+# ---------------------------------------------------------------------------
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # Some file systems cannot sync directories.
+    finally:
+        os.close(fd)
+
+
+def _tmp_path(path, suffix=""):
+    directory, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{base}{_TMP_TAG}{os.getpid()}-", suffix=suffix, dir=directory
+    )
+    os.close(fd)
+    return tmp
+
+
+def _commit(tmp, path):
+    """fsyncs `tmp`, renames it to `path` atomically, fsyncs the directory."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_json_atomic(path, obj):
+    """Writes `obj` as JSON to `path`; readers see the old or the new file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+        _commit(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return path
+
+
+def save_model_atomic(model, path):
+    """`model.save(path)` (a `.keras` file) without ever exposing a partial file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = _tmp_path(path, suffix=".keras")  # Keras wants the suffix.
+    try:
+        model.save(tmp, overwrite=True)
+        _commit(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"Not JSON serializable: {type(value).__name__}")
+
+
+def _remove_quietly(path):
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_stray_temp_files(run_dir):
+    """Deletes temporary files a killed save left in a run directory.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for directory in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name.startswith(".") and _TMP_TAG in name and os.path.isfile(path):
+                _remove_quietly(path)
+                removed.append(path)
+    return removed
+
+
+def read_state(run_dir):
+    """The committed state of a run, or None if it has no checkpoint yet.
+
+    Raises:
+        ValueError: if `state.json` is unreadable or its checkpoint does not
+            match the recorded size and SHA-256.
+        FileNotFoundError: if the checkpoint it names is missing.
+    """
+    state_path = os.path.join(run_dir, STATE_FILE)
+    if not os.path.exists(state_path):
+        return None
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            state = json.load(f)
+        checkpoint = os.path.join(run_dir, state["checkpoint"])
+        epoch = int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"Unreadable run state {state_path}: {e!r}") from e
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"{state_path} names checkpoint {checkpoint}, which does not exist."
+        )
+    if os.path.getsize(checkpoint) != state.get("size") or _sha256(
+        checkpoint
+    ) != state.get("sha256"):
+        raise ValueError(
+            f"Checkpoint {checkpoint} does not match the size/SHA-256 recorded "
+            f"in {state_path}; it was modified after it was written."
+        )
+    state["epoch"] = epoch
+    state["checkpoint_path"] = checkpoint
+    return state
+
+
+def save_checkpoint(model, run_dir, epoch, history=(), extra=None, keep=1):
+    """Saves `model` as checkpoint `epoch` and commits it in `state.json`.
+
+    Order: checkpoint file (atomic), then `state.json` (atomic, the commit
+    point), then deletion of older checkpoints beyond the newest `keep`.
+
+    Returns:
+        The state dict written.
+    """
+    relative = os.path.join(CHECKPOINT_DIR, f"epoch_{epoch:03d}.keras")
+    path = save_model_atomic(model, os.path.join(run_dir, relative))
+    state = {
+        "format": _STATE_FORMAT,
+        "epoch": epoch,
+        "checkpoint": relative,
+        "size": os.path.getsize(path),
+        "sha256": _sha256(path),
+        "history": list(history),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+    write_json_atomic(os.path.join(run_dir, STATE_FILE), state)
+    checkpoints = sorted(
+        name
+        for name in os.listdir(os.path.join(run_dir, CHECKPOINT_DIR))
+        if name.startswith("epoch_") and name.endswith(".keras")
+    )
+    keep_names = set(checkpoints[-max(1, keep) :]) | {os.path.basename(relative)}
+    for name in checkpoints:
+        if name not in keep_names:
+            _remove_quietly(os.path.join(run_dir, CHECKPOINT_DIR, name))
+    return state
+
+
+def load_checkpoint(path, compile=False):
+    """Loads a model from a run directory (its latest checkpoint) or a `.keras` file.
+
+    Raises:
+        FileNotFoundError: if there is no such file or no checkpoint yet.
+        ValueError: for a corrupt checkpoint or an unsupported file.
+    """
+    if os.path.isdir(path):
+        state = read_state(path)
+        if state is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {path} (no {STATE_FILE}); train first."
+            )
+        path = state["checkpoint_path"]
+    elif not os.path.exists(path):
+        raise FileNotFoundError(f"No such checkpoint file or run directory: {path}")
+    elif not path.endswith(".keras"):
+        raise ValueError(
+            f"A checkpoint must be a run directory or a `.keras` file. Received: {path}"
+        )
+    import pixel_keras  # noqa: F401  (registers the model classes)
+
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"Could not load checkpoint {path}: {e}") from e
+
+
+def read_config(run_dir):
+    """The `config.json` of a run directory, or None."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------------
+# Per-epoch work
+# ---------------------------------------------------------------------------
+
+
+class RunMonitor(keras.callbacks.Callback):
+    """After each epoch: report test bits/dim, write samples, checkpoint.
+
+    Args:
+        run_dir: the run directory.
+        epochs: total epochs (for messages).
+        history: logs of the epochs before this `fit` call (on resume).
+        samples_per_epoch: images in the sample grid; 0 disables it.
+        sample_seed: seed of the sample grid (the same every epoch, so grids
+            show the same draws as the model improves).
+        max_seconds: stop after the epoch that crosses this wall time
+            (measured from `start_time`); None for no limit.
+        start_time: `time.monotonic()` at the start of the run.
+        strategy: the strategy (only the chief writes files).
+        keep_checkpoints: how many checkpoints to keep.
+        elapsed_before: seconds trained before this run (on resume).
+        verbose: print one line per epoch.
+    """
+
+    def __init__(
+        self,
+        run_dir,
+        epochs,
+        history=(),
+        samples_per_epoch=16,
+        sample_seed=0,
+        max_seconds=None,
+        start_time=None,
+        strategy=None,
+        keep_checkpoints=1,
+        elapsed_before=0.0,
+        verbose=1,
+    ):
+        super().__init__()
+        self.run_dir = run_dir
+        self.epochs = epochs
+        self.history = list(history)
+        self.samples_per_epoch = samples_per_epoch
+        self.sample_seed = sample_seed
+        self.max_seconds = max_seconds
+        self.start_time = time.monotonic() if start_time is None else start_time
+        self.strategy = strategy
+        self.keep_checkpoints = keep_checkpoints
+        self.elapsed_before = elapsed_before
+        self.verbose = verbose
+        self.chief = is_chief(strategy)
+        self.stopped_for_time = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        done = epoch + 1
+        elapsed = time.monotonic() - self.start_time
+        self.history.append({"epoch": done, **logs})
+        if self.verbose and self.chief:
+            parts = [f"Epoch {done}/{self.epochs}:"]
+            if "val_bits_per_dim" in logs:
+                parts.append(f"test bits/dim {logs['val_bits_per_dim']:.4f}")
+            if "bits_per_dim" in logs:
+                parts.append(f"(train {logs['bits_per_dim']:.4f})")
+            parts.append(f"[{elapsed:.0f}s]")
+            print(" ".join(parts), flush=True)
+        if self.chief:
+            if self.samples_per_epoch:
+                images = self.model.sample(
+                    self.samples_per_epoch, seed=self.sample_seed, verbose=0
+                )
+                path = os.path.join(self.run_dir, SAMPLES_DIR, f"epoch_{done:03d}.png")
+                save_image_grid(
+                    images, path, num_levels=self.model.num_levels, scale=_scale(images)
+                )
+            save_checkpoint(
+                self.model,
+                self.run_dir,
+                done,
+                history=self.history,
+                extra={"elapsed_seconds": self.elapsed_before + elapsed},
+                keep=self.keep_checkpoints,
+            )
+        over_time = self.max_seconds is not None and elapsed >= self.max_seconds
+        if _all_workers_agree(self.strategy, over_time) and done < self.epochs:
+            self.stopped_for_time = True
+            self.model.stop_training = True
+            if self.verbose and self.chief:
+                print(
+                    f"Stopping after epoch {done}: {elapsed / 60:.1f} min >= "
+                    f"max_minutes={self.max_seconds / 60:g}. Continue with resume.",
+                    flush=True,
+                )
+
+
+class ScalarTensorBoard(keras.callbacks.Callback):
+    """Per-epoch scalars in TensorBoard's format, without the `tensorboard` package.
+
+    `keras.callbacks.TensorBoard` needs `tf.summary.scalar`, which lives in
+    the `tensorboard` package (TensorFlow 2.21 no longer depends on it). This
+    writes the same `epoch_<metric>` scalars to `log_dir/train` and
+    `log_dir/validation` with TensorFlow's own `tf.summary.write` and the
+    scalar plugin's metadata, so `tensorboard --logdir` shows them.
+    `train()` uses it when `tensorboard` is not installed.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers = {}
+
+    def _writer(self, name):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, name)
+            )
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        ).SerializeToString()
+        for key, value in (logs or {}).items():
+            run, tag = (
+                ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            )
+            with self._writer(run).as_default():
+                tf.summary.write(
+                    f"epoch_{tag}",
+                    tf.constant(float(value)),
+                    step=epoch,
+                    metadata=metadata,
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def tensorboard_callback(log_dir):
+    """`keras.callbacks.TensorBoard`, or `ScalarTensorBoard` without `tensorboard`."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return ScalarTensorBoard(log_dir)
+    return keras.callbacks.TensorBoard(log_dir)
+
+
+def _scale(images):
+    """Upscaling so that small images give a visible PNG (>= 64 px high)."""
+    return max(1, math.ceil(64 / images.shape[1]))
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+def _resolve_model_arg(model, model_config):
+    """`(name, kwargs)` from a name + config or a config dict with "model"."""
+    model_config = dict(model_config or {})
+    if isinstance(model, dict):
+        model = dict(model)
+        name = model.pop("model", "pixelcnn")
+        model_config = {**model, **model_config}
+    else:
+        name = model
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(
+            f"Unknown model {name!r}. Available: {', '.join(sorted(MODELS))}"
+        )
+    for key in ("image_shape", "num_levels"):
+        if key in model_config:
+            raise ValueError(
+                f"`{key}` comes from the data set; do not pass it in the model "
+                f"config. Received: {key}={model_config[key]!r}"
+            )
+    return name, model_config
+
+
+def _prepare_run_dir(out_dir, resume, overwrite):
+    """Checks/cleans `out_dir`; returns the committed state or None."""
+    if resume and overwrite:
+        raise ValueError("Pass at most one of `resume` and `overwrite`.")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"`out_dir` exists and is not a directory: {out_dir}")
+    os.makedirs(out_dir, exist_ok=True)
+    remove_stray_temp_files(out_dir)
+    has_run = any(
+        os.path.exists(os.path.join(out_dir, name))
+        for name in (STATE_FILE, CONFIG_FILE, CHECKPOINT_DIR)
+    )
+    if not has_run:
+        return None
+    if overwrite:
+        for name in (STATE_FILE, CONFIG_FILE):
+            _remove_quietly(os.path.join(out_dir, name))
+        for name in (CHECKPOINT_DIR, SAMPLES_DIR, LOGS_DIR):
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+        return None
+    if not resume:
+        raise FileExistsError(
+            f"{out_dir} already holds a training run. Pass resume=True "
+            "(--resume) to continue it or overwrite=True (--overwrite) to "
+            "start over and delete it."
+        )
+    return read_state(out_dir)
+
+
+def _load_for_resume(path, learning_rate):
+    """Model and Adam state from a checkpoint; call inside the strategy scope.
+
+    `keras.saving.load_model(compile=True)` would skip the optimizer: the
+    models override `compile()`, and Keras then does not recompile from the
+    saved config. So: load uncompiled, compile, build the optimizer, and load
+    the archive's variables again, the optimizer's included (its step count
+    and moments).
+    """
+    net = load_checkpoint(path, compile=False)
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    net.optimizer.build(net.trainable_variables)
+    net.load_weights(path)
+    return net
+
+
+def _check_resume_compatible(model, name, model_config, dataset, saved_config):
+    if model_name(model) != name:
+        raise ValueError(
+            f"Cannot resume: the run in this directory trains "
+            f"{model_name(model)!r}, not {name!r}."
+        )
+    if saved_config and saved_config.get("dataset") != dataset:
+        raise ValueError(
+            f"Cannot resume: the run in this directory trains on "
+            f"{saved_config.get('dataset')!r}, not {dataset!r}."
+        )
+    saved = model.get_config()
+    diffs = [
+        f"{key}={value!r} (checkpoint: {saved.get(key)!r})"
+        for key, value in model_config.items()
+        if _normalize(saved.get(key)) != _normalize(value)
+    ]
+    if diffs:
+        raise ValueError(
+            "Cannot resume with a different model configuration: " + ", ".join(diffs)
+        )
+
+
+def _normalize(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def train(
+    model="pixelcnn",
+    dataset="fashion_mnist",
+    out_dir="runs/pixelcnn",
+    *,
+    model_config=None,
+    epochs=10,
+    batch_size=64,
+    learning_rate=1e-3,
+    train_split="train",
+    test_split="test",
+    steps_per_epoch=None,
+    resume=False,
+    overwrite=False,
+    strategy="auto",
+    samples_per_epoch=16,
+    seed=0,
+    max_minutes=None,
+    keep_checkpoints=1,
+    data_dir=None,
+    verbose="auto",
+):
+    """Trains a model and writes a run directory (see the module docstring).
+
+    Args:
+        model: a `MODELS` name, or a config dict `{"model": name, **kwargs}`.
+        dataset: a `pixel_keras.data` name; it fixes `image_shape` and
+            `num_levels`.
+        out_dir: the run directory.
+        model_config: the model's keyword arguments (`hidden_maps`, ...).
+            On resume, the checkpoint's configuration is used and any key
+            given here must match it.
+        epochs: total epochs (on resume, training continues up to it).
+        batch_size: global batch size.
+        learning_rate: Adam learning rate (also applied on resume).
+        train_split, test_split: splits of `dataset`; test bits/dim is
+            computed over the whole test split after every epoch.
+        steps_per_epoch: None for one pass over the train split per epoch, or
+            a number of steps (the train data then repeats).
+        resume: continue from the last committed checkpoint in `out_dir`
+            (starts fresh when there is none).
+        overwrite: delete an existing run in `out_dir` and start over.
+        strategy: a `get_strategy` name or a strategy instance.
+        samples_per_epoch: images in each `samples/epoch_XXX.png`; 0 for none.
+        seed: seeds weights, shuffling and the sample grids.
+        max_minutes: stop after the epoch during which this much wall time
+            (of this call) has passed; None for no limit.
+        keep_checkpoints: how many epoch checkpoints to keep (>= 1).
+        data_dir: passed to `pixel_keras.data`.
+        verbose: `fit` verbosity ("auto", 0, 1, 2) and epoch lines.
+
+    Returns:
+        The `keras.callbacks.History` of this call; `history.model` is the
+        trained model, `history.run_history` the logs of all epochs of the
+        run (resumed ones included).
+
+    Raises:
+        FileExistsError: `out_dir` holds a run and neither `resume` nor
+            `overwrite` is set.
+        ValueError: bad arguments, or a resume that does not match the run.
+    """
+    from pixel_keras import data
+
+    start_time = time.monotonic()
+    name, model_config = _resolve_model_arg(model, model_config)
+    for arg, value, low in (
+        ("epochs", epochs, 1),
+        ("keep_checkpoints", keep_checkpoints, 1),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(
+                f"`{arg}` must be an int >= {low}. Received: {arg}={value!r}"
+            )
+    if steps_per_epoch is not None and (
+        not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+    ):
+        raise ValueError(
+            "`steps_per_epoch` must be None or a positive int. "
+            f"Received: steps_per_epoch={steps_per_epoch!r}"
+        )
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(
+            f"`max_minutes` must be > 0. Received: max_minutes={max_minutes!r}"
+        )
+    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+        raise ValueError(
+            "`learning_rate` must be a number > 0. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+    if not isinstance(samples_per_epoch, int) or samples_per_epoch < 0:
+        raise ValueError(
+            "`samples_per_epoch` must be an int >= 0. "
+            f"Received: samples_per_epoch={samples_per_epoch!r}"
+        )
+    info = data.get_info(dataset, data_dir=data_dir)
+    if None in info.image_shape:
+        raise ValueError(
+            f"Data set {dataset!r} has images of variable size {info.image_shape}; "
+            "pixel models need a fixed size."
+        )
+
+    strategy = get_strategy(strategy)
+    replicas = num_replicas(strategy)
+    if batch_size % replicas:
+        raise ValueError(
+            f"`batch_size` ({batch_size}) must be divisible by the number of "
+            f"replicas ({replicas})."
+        )
+    state = _prepare_run_dir(out_dir, resume, overwrite)
+    saved_config = read_config(out_dir) if state is not None else None
+    chief = is_chief(strategy)
+    keras.utils.set_random_seed(seed)
+
+    with strategy_scope(strategy):
+        if state is None:
+            net = make_model(
+                name,
+                image_shape=info.image_shape,
+                num_levels=info.num_levels,
+                **model_config,
+            )
+            net.compile(optimizer=keras.optimizers.Adam(learning_rate))
+            initial_epoch, history, elapsed_before = 0, [], 0.0
+        else:
+            net = _load_for_resume(state["checkpoint_path"], learning_rate)
+            _check_resume_compatible(net, name, model_config, dataset, saved_config)
+            initial_epoch = state["epoch"]
+            history = state.get("history", [])
+            elapsed_before = float(state.get("elapsed_seconds", 0.0))
+            if verbose and chief:
+                print(
+                    f"Resuming {out_dir} from epoch {initial_epoch} "
+                    f"({state['checkpoint']}).",
+                    flush=True,
+                )
+    if tuple(net.image_shape) != tuple(info.image_shape) or (
+        net.num_levels != info.num_levels
+    ):
+        raise ValueError(
+            f"The model expects images {tuple(net.image_shape)} with "
+            f"{net.num_levels} levels; {dataset!r} has {info.image_shape} with "
+            f"{info.num_levels}."
+        )
+    if _is_multi_worker(strategy):
+        _MultiWorkerShim.apply(net, strategy)
+
+    config = {
+        "model": name,
+        "model_config": net.get_config(),
+        "model_args": model_config,
+        "dataset": dataset,
+        "image_shape": list(info.image_shape),
+        "num_levels": info.num_levels,
+        "train_split": train_split,
+        "test_split": test_split,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "steps_per_epoch": steps_per_epoch,
+        "strategy": type(strategy).__name__ if strategy is not None else None,
+        "num_replicas": replicas,
+        "seed": seed,
+        "max_minutes": max_minutes,
+        "samples_per_epoch": samples_per_epoch,
+        "num_params": net.count_params(),
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+    if chief:
+        write_json_atomic(os.path.join(out_dir, CONFIG_FILE), config)
+
+    train_ds = make_dataset(
+        dataset,
+        train_split,
+        batch_size,
+        shuffle=True,
+        repeat=steps_per_epoch is not None,
+        seed=seed + initial_epoch,
+        data_dir=data_dir,
+    )
+    test_ds = make_dataset(dataset, test_split, batch_size, data_dir=data_dir)
+    monitor = RunMonitor(
+        out_dir,
+        epochs,
+        history=history,
+        samples_per_epoch=samples_per_epoch,
+        sample_seed=seed,
+        max_seconds=None if max_minutes is None else 60.0 * max_minutes,
+        start_time=start_time,
+        strategy=strategy,
+        keep_checkpoints=keep_checkpoints,
+        elapsed_before=elapsed_before,
+        verbose=verbose,
+    )
+    # Our own progress bar, before the monitor, so that its epoch line
+    # follows the bar's.
+    callbacks = [keras.callbacks.ProgbarLogger(), monitor]
+    if chief:
+        callbacks.insert(0, tensorboard_callback(os.path.join(out_dir, LOGS_DIR)))
+    if initial_epoch >= epochs:
+        if verbose and chief:
+            print(f"{out_dir} is already trained for {initial_epoch} epochs.")
+        fit_history = keras.callbacks.History()
+        fit_history.set_model(net)
+        fit_history.history = {}
+    else:
+        fit_history = net.fit(
+            train_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=test_ds,
+            callbacks=callbacks,
+            shuffle=False,  # tf.data shuffles.
+            verbose=verbose if chief else 0,
+        )
+    fit_history.run_history = monitor.history
+    fit_history.stopped_for_time = monitor.stopped_for_time
+    return fit_history
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+def evaluate(
+    model, dataset="fashion_mnist", split="test", batch_size=64, data_dir=None
+):
+    """Exact mean negative log-likelihood of a model over a whole split.
+
+    Args:
+        model: a model, a `.keras` file or a run directory.
+        dataset: a `pixel_keras.data` name, integer images `[N, H, W, C]`, or
+            a `tf.data.Dataset` of images or of `{"images": ...}` dicts
+            (batched or not).
+        split: the split, when `dataset` is a name.
+        batch_size: images per forward pass.
+
+    Returns:
+        `{"nats_per_image", "bits_per_dim", "num_images"}`: the NLL summed in
+        float64 over every image of the split, divided by its size (not a
+        mean of batch means).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_checkpoint(os.fspath(model), compile=False)
+    total, count = 0.0, 0
+    for images in _image_batches(dataset, split, batch_size, data_dir):
+        nll = -model.log_prob(images, batch_size=batch_size)
+        total += float(np.sum(nll.astype("float64")))
+        count += len(images)
+    if count == 0:
+        raise ValueError(f"No images in split {split!r} of {dataset!r}.")
+    nats = total / count
+    dims = math.prod(model.image_shape)
+    return {
+        "nats_per_image": nats,
+        "bits_per_dim": nats / (dims * math.log(2.0)),
+        "num_images": count,
+    }
+
+
+def _image_batches(dataset, split, batch_size, data_dir):
+    """Yields NumPy integer image batches."""
+    if isinstance(dataset, np.ndarray) or isinstance(dataset, (list, tuple)):
+        images = np.asarray(dataset)
+        for i in range(0, len(images), batch_size):
+            yield images[i : i + batch_size]
+        return
+    if isinstance(dataset, str):
+        from pixel_keras import data
+
+        dataset = data.load(dataset, split, data_dir=data_dir)
+    spec = dataset.element_spec
+    if isinstance(spec, dict):
+        dataset = dataset.map(lambda example: example["images"])
+        spec = dataset.element_spec
+    if isinstance(spec, tuple):  # (images, targets) pairs.
+        dataset = dataset.map(lambda x, *_: x)
+        spec = dataset.element_spec
+    if spec.shape.rank == 3:
+        dataset = dataset.batch(batch_size)
+    for images in dataset.as_numpy_iterator():
+        yield images

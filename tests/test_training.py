@@ -1,0 +1,432 @@
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from pixel_keras import training
+
+TINY = dict(hidden_maps=8, num_residual_blocks=1, output_maps=16)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code, env=None, timeout=240):
+    """Runs `code` in a fresh interpreter; returns its last JSON line."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def event_tags(log_dir):
+    """Scalar tags and values in the TensorBoard event files under `log_dir`."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    tags = {}
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                tags.setdefault(value.tag, {})[event.step] = number
+    return tags
+
+
+# ---- registry and strategies ------------------------------------------------
+
+
+def test_make_model_registry():
+    model = training.make_model(
+        "pixelcnn", image_shape=(8, 8, 1), num_levels=17, **TINY
+    )
+    assert model.hidden_maps == 8 and model.image_shape == (8, 8, 1)
+    assert training.model_name(model) == "pixelcnn"
+    with pytest.raises(
+        ValueError, match="Unknown model 'pixel_rnn'. Available: pixelcnn"
+    ):
+        training.make_model("pixel_rnn", image_shape=(8, 8, 1), num_levels=17)
+    with pytest.raises(
+        ValueError,
+        match=r"argument\(s\) for model 'pixelcnn': hiden_maps. Available: hidden_maps",
+    ):
+        training.make_model(
+            "pixelcnn", image_shape=(8, 8, 1), num_levels=17, hiden_maps=3
+        )
+
+
+def test_get_strategy_names():
+    with pytest.raises(
+        ValueError, match="Unknown strategy 'tpu'. Available: auto, default"
+    ):
+        training.get_strategy("tpu")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        assert training.get_strategy("default") is tf.distribute.get_strategy()
+        assert training.num_replicas(training.get_strategy("auto")) >= 1
+        assert training.is_chief(training.get_strategy("default"))
+
+
+def test_importable_under_jax_without_tf_distribute():
+    out = run_python(
+        """
+        import json, sys
+        from pixel_keras import training
+        default = training.get_strategy("default")
+        mirrored = training.get_strategy("mirrored")
+        import keras
+        print(json.dumps({
+            "backend": keras.backend.backend(),
+            "default": default is None,
+            "mirrored": type(mirrored).__name__,
+            "installed": keras.distribution.distribution() is mirrored,
+        }))
+        """,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    assert out == {
+        "backend": "jax",
+        "default": True,
+        "mirrored": "DataParallel",
+        "installed": True,
+    }
+
+
+# ---- atomic files -------------------------------------------------------------
+
+
+def test_atomic_json_and_checkpoint_integrity(tmp_path):
+    path = tmp_path / "state.json"
+    training.write_json_atomic(str(path), {"epoch": np.int64(3), "shape": (8, 8, 1)})
+    assert json.loads(path.read_text()) == {"epoch": 3, "shape": [8, 8, 1]}
+    assert os.listdir(tmp_path) == ["state.json"]
+
+    model = training.make_model("pixelcnn", image_shape=(4, 4, 1), num_levels=2, **TINY)
+    state = training.save_checkpoint(model, str(tmp_path), 1, history=[{"loss": 1.0}])
+    assert training.read_state(str(tmp_path))["epoch"] == 1
+    assert state["checkpoint"] == os.path.join("checkpoints", "epoch_001.keras")
+    training.save_checkpoint(model, str(tmp_path), 2)
+    assert os.listdir(tmp_path / "checkpoints") == ["epoch_002.keras"]  # keep=1
+
+    # A checkpoint changed after its state was committed is refused.
+    with open(tmp_path / "checkpoints" / "epoch_002.keras", "ab") as f:
+        f.write(b"garbage")
+    with pytest.raises(ValueError, match="does not match the size/SHA-256"):
+        training.read_state(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="No checkpoint in"):
+        training.load_checkpoint(str(tmp_path / "checkpoints"))
+
+
+# ---- training -----------------------------------------------------------------
+
+
+@pytest.mark.tf_only
+def test_train_smoke_checkpoint_resume(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "run")
+    kwargs = dict(
+        model_config=dict(TINY),
+        batch_size=32,
+        learning_rate=3e-3,
+        train_split="train[:640]",
+        test_split="test[:100]",
+        samples_per_epoch=4,
+        verbose=2,
+    )
+    history = training.train("pixelcnn", "digits", out, epochs=2, **kwargs)
+
+    # Loss and test bits/dim go down on real data.
+    loss, val_bpd = history.history["loss"], history.history["val_bits_per_dim"]
+    assert loss[1] < loss[0] and val_bpd[1] < val_bpd[0]
+    assert 1.0 < val_bpd[1] < np.log2(17)
+    printed = capsys.readouterr().out
+    assert f"Epoch 2/2: test bits/dim {val_bpd[1]:.4f}" in printed
+
+    # Run directory: config, committed state, checkpoint, samples, TensorBoard.
+    config = training.read_config(out)
+    assert config["model"] == "pixelcnn" and config["dataset"] == "digits"
+    assert config["model_config"]["hidden_maps"] == 8 and config["num_levels"] == 17
+    state = training.read_state(out)
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["epoch_002.keras"]
+    from PIL import Image
+
+    for epoch in (1, 2):
+        with Image.open(os.path.join(out, "samples", f"epoch_{epoch:03d}.png")) as png:
+            assert png.format == "PNG" and png.size[0] >= 64
+    tags = event_tags(os.path.join(out, "logs", "validation"))
+    assert tags["epoch_bits_per_dim"][1] == pytest.approx(val_bpd[1], rel=1e-6)
+    assert set(event_tags(os.path.join(out, "logs", "train"))[("epoch_loss")]) == {0, 1}
+
+    # An existing run is never silently overwritten.
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        training.train("pixelcnn", "digits", out, epochs=3, **kwargs)
+    with pytest.raises(ValueError, match="at most one of"):
+        training.train("pixelcnn", "digits", out, resume=True, overwrite=True)
+
+    # Kill during the epoch-3 save: the temporary checkpoint is written, then
+    # the process dies before it is committed.
+    def killed(tmp, path):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(training, "_commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
+    monkeypatch.undo()
+    assert training.read_state(out)["epoch"] == 2
+    # ... and a hard kill leaves truncated temporary files behind.
+    stray = [
+        os.path.join(out, "checkpoints", ".epoch_003.keras.tmp-999-x.keras"),
+        os.path.join(out, ".state.json.tmp-999-y"),
+    ]
+    for path in stray:
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 truncated")
+
+    resumed = training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
+    assert resumed.history["loss"] and len(resumed.history["loss"]) == 1  # epoch 3 only
+    state = training.read_state(out)
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert [h["epoch"] for h in resumed.run_history] == [1, 2, 3]
+    assert not any(os.path.exists(path) for path in stray)
+    # The optimizer state came back: 3 epochs of 20 steps.
+    assert int(resumed.model.optimizer.iterations.numpy()) == 60
+    assert resumed.history["val_bits_per_dim"][0] < val_bpd[1]
+
+    # Resuming with another architecture is refused; a finished run is a no-op.
+    with pytest.raises(
+        ValueError, match="different model configuration: hidden_maps=16"
+    ):
+        training.train(
+            "pixelcnn",
+            "digits",
+            out,
+            epochs=4,
+            resume=True,
+            **{**kwargs, "model_config": dict(hidden_maps=16)},
+        )
+    done = training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
+    assert done.history == {} and training.read_state(out)["epoch"] == 3
+
+
+@pytest.mark.tf_only
+def test_max_minutes_stops_after_the_epoch(tmp_path):
+    out = str(tmp_path / "run")
+    history = training.train(
+        "pixelcnn",
+        "digits",
+        out,
+        model_config=dict(TINY),
+        epochs=5,
+        steps_per_epoch=2,
+        batch_size=16,
+        test_split="test[:32]",
+        samples_per_epoch=0,
+        max_minutes=1e-4,
+        verbose=0,
+    )
+    assert history.stopped_for_time and len(history.history["loss"]) == 1
+    assert training.read_state(out)["epoch"] == 1
+    assert not os.path.exists(os.path.join(out, "samples"))
+
+
+def test_train_rejects_bad_arguments(tmp_path):
+    out = str(tmp_path / "run")
+    with pytest.raises(ValueError, match="Unknown model 'gated'"):
+        training.train("gated", "digits", out)
+    with pytest.raises(ValueError, match="`epochs` must be an int >= 1"):
+        training.train("pixelcnn", "digits", out, epochs=0)
+    with pytest.raises(ValueError, match="`num_levels` comes from the data set"):
+        training.train({"model": "pixelcnn", "num_levels": 4}, "digits", out)
+    assert not os.path.exists(out)
+
+
+# ---- evaluation ---------------------------------------------------------------
+
+
+def test_evaluate_is_the_exact_mean_over_the_split():
+    from pixel_keras import data
+
+    model = training.make_model(
+        "pixelcnn", image_shape=(8, 8, 1), num_levels=17, **TINY
+    )
+    images, _ = data.to_numpy(data.load("digits", "test"))
+    result = training.evaluate(
+        model, "digits", "test", batch_size=50
+    )  # 297 = 5*50 + 47
+    expected = model.bits_per_dim(images).astype("float64").mean()
+    assert result["num_images"] == 297
+    assert result["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
+    assert result["nats_per_image"] == pytest.approx(
+        expected * 64 * np.log(2.0), rel=1e-6
+    )
+    # The same from arrays, and not the mean of per-batch means.
+    assert training.evaluate(model, images, batch_size=50) == pytest.approx(result)
+    nll = -model.log_prob(images)
+    batch_means = np.mean([nll[i : i + 50].mean() for i in range(0, 297, 50)])
+    assert abs(batch_means - result["nats_per_image"]) > 1e-4
+
+
+# ---- distribution --------------------------------------------------------------
+
+MIRRORED_SCRIPT = """
+import json, os, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import keras
+import numpy as np
+from pixel_keras import data, training
+
+images = data.to_numpy(data.load("digits", "train[:96]"))[0].astype("int32")
+tiny = dict(hidden_maps=8, num_residual_blocks=1, output_maps=16)
+
+
+def fit(strategy, weights):
+    with strategy.scope():
+        model = training.make_model("pixelcnn", image_shape=(8, 8, 1),
+                                    num_levels=17, **tiny)
+        model.set_weights(weights)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(32).map(lambda x: (x, x))
+    losses = []
+    for _ in range(2):  # 2 x 3 steps on the same batches
+        losses += model.fit(ds, epochs=1, verbose=0, shuffle=False).history["loss"]
+    return losses, [w.tolist() for w in model.get_weights()[:2]]
+
+
+keras.utils.set_random_seed(0)
+init = training.make_model("pixelcnn", image_shape=(8, 8, 1), num_levels=17,
+                           **tiny).get_weights()
+mirrored = training.get_strategy("mirrored")
+default_losses, default_w = fit(training.get_strategy("default"), init)
+mirrored_losses, mirrored_w = fit(mirrored, init)
+
+# train() end to end under the 2-replica strategy, then resume.
+out = sys.argv[1]
+kwargs = dict(model_config=tiny, batch_size=16, steps_per_epoch=2,
+              test_split="test[:40]", samples_per_epoch=0, verbose=0,
+              strategy="mirrored")
+first = training.train("pixelcnn", "digits", out, epochs=1, **kwargs)
+second = training.train("pixelcnn", "digits", out, epochs=2, resume=True, **kwargs)
+print(json.dumps({
+    "replicas": mirrored.num_replicas_in_sync,
+    "devices": list(mirrored.extended.worker_devices),
+    "default_losses": default_losses,
+    "mirrored_losses": mirrored_losses,
+    "max_weight_diff": max(
+        float(np.max(np.abs(np.array(a) - np.array(b))))
+        for a, b in zip(default_w, mirrored_w)
+    ),
+    "config_replicas": training.read_config(out)["num_replicas"],
+    "epochs": [h["epoch"] for h in second.run_history],
+    "iterations": int(second.model.optimizer.iterations.numpy()),
+}))
+"""
+
+
+@pytest.mark.tf_only
+def test_mirrored_two_logical_cpus_matches_default(tmp_path):
+    script = MIRRORED_SCRIPT.replace("sys.argv[1]", repr(str(tmp_path / "run")))
+    out = run_python(script)
+    assert out["replicas"] == 2 and len(out["devices"]) == 2
+    assert out["devices"][0].endswith("CPU:0") and out["devices"][1].endswith("CPU:1")
+    np.testing.assert_allclose(out["mirrored_losses"], out["default_losses"], rtol=1e-5)
+    assert out["default_losses"][-1] < out["default_losses"][0]
+    assert out["max_weight_diff"] < 1e-4
+    assert out["config_replicas"] == 2
+    assert out["epochs"] == [1, 2] and out["iterations"] == 4
+
+
+WORKER_SCRIPT = """
+import json, os, sys
+index, ports, out = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+if index >= 0:
+    os.environ["TF_CONFIG"] = json.dumps({
+        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+        "task": {"type": "worker", "index": index},
+    })
+from pixel_keras import training
+
+history = training.train(
+    "pixelcnn", "digits", out,
+    model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
+    epochs=2, batch_size=32, steps_per_epoch=3, test_split="test[:100]",
+    samples_per_epoch=4, seed=3, verbose=0,
+    strategy="multi_worker" if index >= 0 else "mirrored",
+)
+print(json.dumps({"history": history.history,
+                  "replicas": training.read_config(out)["num_replicas"]
+                  if index <= 0 else None}))
+"""
+
+
+@pytest.mark.large
+@pytest.mark.tf_only
+def test_multi_worker_mirrored_two_local_workers(tmp_path):
+    """Two worker processes on 127.0.0.1 train with `fit` (with the shim)."""
+    ports = ",".join(map(str, free_ports(2)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    runs = [
+        (index, str(tmp_path / ("single" if index < 0 else "cluster")))
+        for index in (0, 1, -1)
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER_SCRIPT, str(index), ports, out],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        for index, out in runs
+    ]
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr[-4000:]
+            results.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    chief, worker, single = results
+    assert chief["replicas"] == 2
+    # Both workers report the same all-reduced logs ...
+    assert chief["history"] == worker["history"]
+    # ... equal to one process on the same global batches. (The reference is
+    # a 1-replica MirroredStrategy: Keras builds distributed models from a
+    # first batch drawn from a throwaway iterator, which shifts the shuffle
+    # order relative to the default strategy.)
+    for key, values in single["history"].items():
+        np.testing.assert_allclose(chief["history"][key], values, rtol=1e-5)
+    assert training.read_state(str(tmp_path / "cluster"))["epoch"] == 2
+    assert os.path.exists(tmp_path / "cluster" / "samples" / "epoch_002.png")
