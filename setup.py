@@ -34,8 +34,9 @@ setup(
         "setuptools>=65",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
-        "jax": ["jax>=0.4.30", "jaxlib>=0.4.30"],
+        # jax is in the test extras so the TF-vs-JAX parity tests run by default.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "jax>=0.4.30,<0.11"],
+        "jax": ["jax>=0.4.30,<0.11"],
     },
     entry_points={"console_scripts": ["pixel-keras=pixel_keras.cli:main"]},
     classifiers=[
