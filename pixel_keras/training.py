@@ -939,7 +939,9 @@ def train(
     Returns:
         The `keras.callbacks.History` of this call; `history.model` is the
         trained model, `history.run_history` the logs of all epochs of the
-        run (resumed ones included).
+        run (resumed ones included), `history.stopped_for_time` whether
+        `max_minutes` ended it early, `history.is_chief` whether this
+        process wrote the files.
 
     Raises:
         FileExistsError: `out_dir` holds a run and neither `resume` nor
@@ -1102,6 +1104,7 @@ def train(
             verbose=verbose if chief else 0,
         )
     fit_history.run_history = monitor.history
+    fit_history.is_chief = chief
     fit_history.stopped_for_time = monitor.stopped_for_time
     return fit_history
 
