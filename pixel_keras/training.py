@@ -443,8 +443,16 @@ def _tmp_path(path, suffix=""):
     return tmp
 
 
+def _file_mode():
+    """0o666 less the process umask: the mode `open()` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _commit(tmp, path):
     """fsyncs `tmp`, renames it to `path` atomically, fsyncs the directory."""
+    os.chmod(tmp, _file_mode())  # mkstemp creates files 0600.
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -124,6 +124,9 @@ def test_atomic_json_and_checkpoint_integrity(tmp_path):
     training.write_json_atomic(str(path), {"epoch": np.int64(3), "shape": (8, 8, 1)})
     assert json.loads(path.read_text()) == {"epoch": 3, "shape": [8, 8, 1]}
     assert os.listdir(tmp_path) == ["state.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
 
     model = training.make_model("pixelcnn", image_shape=(4, 4, 1), num_levels=2, **TINY)
     state = training.save_checkpoint(model, str(tmp_path), 1, history=[{"loss": 1.0}])
