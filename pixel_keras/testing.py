@@ -28,6 +28,27 @@ def scaled_input_model(model):
     return keras.Model([rescale.output, *other_inputs], model.output), rescale
 
 
+def _condition_list(model, conditions, num_images):
+    """Conditions in the order of the model's other inputs, one per image.
+
+    `conditions` is a sequence in `model.inputs` order (as before) or a dict
+    keyed by input name (`class_label`, `condition_map`, ...). An array whose
+    batch axis is 1, or that has no batch axis, is repeated for every image.
+    """
+    others = [t for t in model.inputs if t.name != "images"]
+    if isinstance(conditions, dict):
+        conditions = [conditions[t.name] for t in others]
+    out = []
+    for value, tensor in zip(conditions, others):
+        value = np.asarray(keras.ops.convert_to_numpy(value))
+        if value.ndim == len(tensor.shape) - 1:
+            value = value[None]
+        if value.shape[0] == 1 and num_images != 1:
+            value = np.repeat(value, num_images, axis=0)
+        out.append(keras.ops.convert_to_tensor(value))
+    return out
+
+
 def input_gradient(model, images, position, channel, conditions=()):
     """Gradient of `sum_k logits[b, i, j, c, k]` w.r.t. the scaled image.
 
@@ -39,12 +60,15 @@ def input_gradient(model, images, position, channel, conditions=()):
         images: integer array `[N, H, W, C]`.
         position: `(i, j)`.
         channel: sub-pixel index c.
-        conditions: extra model inputs after the image (conditional models).
+        conditions: extra model inputs (conditional models): a sequence in
+            `model.inputs` order after the image, or a dict keyed by input
+            name; a single condition (batch 1) is used for every image.
 
     Returns:
         NumPy float array `[N, H, W, C]`.
     """
     sub, rescale = scaled_input_model(model)
+    conditions = _condition_list(model, conditions, len(images))
     x = keras.ops.convert_to_tensor(
         keras.ops.convert_to_numpy(rescale(np.asarray(images, "float32")))
     )
@@ -104,6 +128,9 @@ def check_causality(
       (i, j - 1) and at the whole pixel (i - 1, j) (the immediately preceding
       context), and at every pixel returned by `must_see(i, j)` (a list of
       (i', j') the architecture promises to see).
+
+    `conditions` (conditional models) go to `input_gradient`: a dict keyed
+    by input name, one condition for all `num_images` images or one each.
 
     Raises:
         AssertionError (this is a test helper) listing the offending indices.

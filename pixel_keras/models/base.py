@@ -3,6 +3,11 @@
 Every model maps integer images `[B, H, W, C]` (values in `[0, K - 1]`) to
 logits `[B, H, W, C, K]`, where the logits at sub-pixel (i, j, c) depend only
 on sub-pixels that come earlier in raster order, channel fastest.
+
+Conditional models p(x | h) take further named inputs next to `images`
+(`class_label`, `condition`, `condition_map`, ...) and are called with a dict;
+`log_prob`, `bits_per_dim` and `sample` accept the conditions as keyword
+arguments and pass them on unchanged (fixed during sampling).
 """
 
 import math
@@ -99,6 +104,93 @@ class AutoregressiveImageModel(keras.Model):
                     )
         return images
 
+    # ---- conditions ----------------------------------------------------
+    @property
+    def condition_names(self):
+        """Names of the conditioning inputs (every input but `images`)."""
+        return tuple(t.name for t in (self.inputs or ()) if t.name != "images")
+
+    def validate_conditions(self, num_images, **conditions):
+        """Checks the conditions of a batch of `num_images` images.
+
+        `None` values count as not given. A condition without its batch axis
+        (e.g. one int class label) is repeated for every image. Concrete
+        arrays get all checks (class labels in `[0, num_classes)`); symbolic
+        tensors the static ones.
+
+        Returns:
+            Dict name -> condition for every conditioning input of the model
+            (empty for unconditional models).
+
+        Raises:
+            ValueError: a missing or unexpected condition, a wrong shape,
+                dtype or class label.
+        """
+        conditions = {k: v for k, v in conditions.items() if v is not None}
+        specs = {t.name: t for t in (self.inputs or ()) if t.name != "images"}
+        unexpected = sorted(set(conditions) - set(specs))
+        if unexpected:
+            raise ValueError(
+                f"This model takes no `{unexpected[0]}`. Its conditions: "
+                f"{sorted(specs) or 'none (unconditional model)'}. "
+                f"Received: {unexpected[0]}={conditions[unexpected[0]]!r:.80}"
+            )
+        missing = sorted(set(specs) - set(conditions))
+        if missing:
+            raise ValueError(
+                f"This model is conditional: `{missing[0]}` is required "
+                f"(shape {(None, *specs[missing[0]].shape[1:])}). "
+                f"Received: {missing[0]}=None"
+            )
+        out = {}
+        for name, spec in specs.items():
+            value = conditions[name]
+            event_shape = tuple(spec.shape[1:])
+            integer = "int" in keras.backend.standardize_dtype(spec.dtype)
+            if not _is_symbolic(value):
+                value = np.asarray(ops.convert_to_numpy(value))
+            dtype = keras.backend.standardize_dtype(value.dtype)
+            if integer and "int" not in dtype:
+                raise ValueError(
+                    f"`{name}` must be integers. Received: {name}.dtype={dtype}"
+                )
+            shape = tuple(ops.shape(value))
+            if (
+                shape == event_shape
+                and num_images is not None
+                and not _is_symbolic(value)
+            ):
+                value = np.broadcast_to(value, (num_images, *event_shape))
+                shape = value.shape
+            if (
+                len(shape) != len(event_shape) + 1
+                or tuple(shape[1:]) != event_shape
+                or (shape[0] is not None and shape[0] != num_images)
+            ):
+                raise ValueError(
+                    f"`{name}` must have shape {(num_images, *event_shape)} "
+                    f"(one per image) or {event_shape}. "
+                    f"Received: {name}.shape={shape}"
+                )
+            num_classes = getattr(self, "num_classes", None)
+            if name == "class_label" and num_classes and not _is_symbolic(value):
+                if value.size and (value.min() < 0 or value.max() >= num_classes):
+                    raise ValueError(
+                        f"`class_label` values must lie in [0, {num_classes - 1}] "
+                        f"(num_classes={num_classes}). Received: values in "
+                        f"[{int(value.min())}, {int(value.max())}]"
+                    )
+            if not _is_symbolic(value):
+                value = value.astype("int32" if integer else "float32")
+            out[name] = value
+        return out
+
+    def _model_inputs(self, images, conditions=None):
+        """The model's input: the images alone, or a dict with the conditions."""
+        if not conditions:
+            return images
+        return {"images": images, **conditions}
+
     # ---- training defaults -------------------------------------------
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Compiles with the pixel NLL loss (nats/image) and bits/dim metric.
@@ -113,34 +205,77 @@ class AutoregressiveImageModel(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     # ---- likelihood ----------------------------------------------------
-    def _log_prob_tensor(self, images):
+    def _log_prob_tensor(self, images, conditions=None):
         """Log-likelihood in nats `[B]` for a batch, as a backend tensor."""
-        logits = self(images, training=False)
+        logits = self(self._model_inputs(images, conditions), training=False)
         if keras.backend.backend() == "tensorflow":
             from pixel_keras import distributions
 
             return distributions.log_prob(logits, images)
         return -losses.nll_per_image(images, logits)
 
-    def log_prob(self, images, batch_size=64):
+    def log_prob(
+        self,
+        images,
+        batch_size=64,
+        *,
+        class_label=None,
+        condition=None,
+        condition_map=None,
+    ):
         """Log-likelihood of each image in nats, NumPy `[N]` (float32).
 
         Uses the TFP `Independent(Categorical)` distribution on the
         TensorFlow backend and the same formula in `keras.ops` elsewhere.
+
+        Args:
+            images: integer images `[N, H, W, C]`.
+            batch_size: int, images per forward pass.
+            class_label: conditional models only: int `[N]` (or one int).
+            condition: conditional models only: float `[N, D]`.
+            condition_map: conditional models only: float `[N, H, W, S]`.
         """
         images = self.validate_images(images)
+        conditions = self.validate_conditions(
+            ops.shape(images)[0],
+            class_label=class_label,
+            condition=condition,
+            condition_map=condition_map,
+        )
         if _is_symbolic(images):
-            return self._log_prob_tensor(images)
+            return self._log_prob_tensor(images, conditions)
         values = ops.convert_to_numpy(images).astype("int32")
         out = [
-            ops.convert_to_numpy(self._log_prob_tensor(values[i : i + batch_size]))
+            ops.convert_to_numpy(
+                self._log_prob_tensor(
+                    values[i : i + batch_size],
+                    {k: v[i : i + batch_size] for k, v in conditions.items()},
+                )
+            )
             for i in range(0, len(values), batch_size)
         ]
         return np.concatenate(out).astype("float32")
 
-    def bits_per_dim(self, images, batch_size=64):
-        """Bits per dimension of each image: -log_prob / (H*W*C*ln 2)."""
-        nll = -self.log_prob(images, batch_size=batch_size)
+    def bits_per_dim(
+        self,
+        images,
+        batch_size=64,
+        *,
+        class_label=None,
+        condition=None,
+        condition_map=None,
+    ):
+        """Bits per dimension of each image: -log_prob / (H*W*C*ln 2).
+
+        Takes the same conditions as `log_prob`.
+        """
+        nll = -self.log_prob(
+            images,
+            batch_size=batch_size,
+            class_label=class_label,
+            condition=condition,
+            condition_map=condition_map,
+        )
         return nll / (math.prod(self.image_shape) * math.log(2.0))
 
     # ---- sampling ------------------------------------------------------
@@ -151,6 +286,10 @@ class AutoregressiveImageModel(keras.Model):
         temperature=1.0,
         conditioned_on=None,
         verbose=1,
+        *,
+        class_label=None,
+        condition=None,
+        condition_map=None,
     ):
         """Draws images sub-pixel by sub-pixel (naive: one pass per step).
 
@@ -164,6 +303,11 @@ class AutoregressiveImageModel(keras.Model):
                 mask of the same shape (1/True = known). Known sub-pixels are
                 kept, the others drawn given everything before them.
             verbose: 1 shows a progress bar over rows, 0 is silent.
+            class_label: conditional models only: int `[num_samples]`, or
+                one int for every sample; fixed during sampling.
+            condition: conditional models only: float `[num_samples, D]`.
+            condition_map: conditional models only: float
+                `[num_samples, H, W, S]`.
 
         Returns:
             NumPy uint8 images `[num_samples, H, W, C]` (int32 if K > 256).
@@ -174,6 +318,12 @@ class AutoregressiveImageModel(keras.Model):
                 "`temperature` must be a number > 0. "
                 f"Received: temperature={temperature!r}"
             )
+        conditions = self.validate_conditions(
+            num_samples,
+            class_label=class_label,
+            condition=condition,
+            condition_map=condition_map,
+        )
         height, width, channels = self.image_shape
         num_steps = height * width * channels
         if conditioned_on is None:
@@ -201,9 +351,9 @@ class AutoregressiveImageModel(keras.Model):
 
         if getattr(self, "_naive_rows_fn", None) is None:
 
-            def rows(canvas, start, stop, seeds, temperature, given, known):
+            def rows(canvas, start, stop, seeds, temperature, given, known, conditions):
                 return sampling.naive_steps(
-                    lambda x: self(x, training=False),
+                    lambda x: self(self._model_inputs(x, conditions), training=False),
                     canvas,
                     start,
                     stop,
@@ -220,6 +370,7 @@ class AutoregressiveImageModel(keras.Model):
             ops.convert_to_tensor(np.float32(temperature)),
             ops.convert_to_tensor(given),
             ops.convert_to_tensor(known),
+            {k: ops.convert_to_tensor(v) for k, v in conditions.items()},
         ]
         bar = keras.utils.Progbar(height, unit_name="row") if verbose else None
         step = width * channels
