@@ -3,3 +3,6 @@
 from pixel_keras.layers.masked_conv2d import MaskedConv2D, build_mask, channel_groups
 
 __all__ = ["MaskedConv2D", "build_mask", "channel_groups"]
+from pixel_keras.layers.gated_block import GatedBlock  # noqa: E402
+
+__all__ += ["GatedBlock"]

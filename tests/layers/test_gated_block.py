@@ -1,0 +1,258 @@
+import keras
+import numpy as np
+import pytest
+
+from pixel_keras.layers import GatedBlock, build_mask, channel_groups
+
+
+def weights_of(layer):
+    return {w.name: keras.ops.convert_to_numpy(w) for w in layer.weights}
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def oracle_block(layer, vertical, horizontal, condition=None, condition_map=None):
+    """Element-by-element NumPy definition of a gated block (float64 loops).
+
+    Vertical pre-activation at (i, j): taps (a, t) of the (k+1) x n kernel
+    read input (i - k + a, j - k + t). Horizontal pre-activation: taps t of
+    the 1 x (k+1) kernel read (i, j - k + t), the last (t = k, the pixel
+    itself) only between the channel groups the mask type allows; plus the
+    vertical pre-activation of (i - 1, j) through a 1 x 1 kernel.
+    """
+    w = {name: value.astype("float64") for name, value in weights_of(layer).items()}
+    vertical = vertical.astype("float64")
+    horizontal = horizontal.astype("float64")
+    batch, height, width, h_in = horizontal.shape
+    p, n = layer.filters, layer.kernel_size
+    k = n // 2
+    groups = layer.image_channels
+    in_group = channel_groups(h_in, groups)
+    out_group = np.tile(channel_groups(p, groups), 2)
+    centre = np.zeros((h_in, 2 * p))
+    for a in range(h_in):
+        for b in range(2 * p):
+            if layer.mask_type == "A":
+                centre[a, b] = in_group[a] < out_group[b]
+            else:
+                centre[a, b] = in_group[a] <= out_group[b]
+    state_group = channel_groups(p, groups)
+    point = (state_group[:, None] <= np.tile(state_group, 2)[None, :]).astype("float64")
+
+    def inside(i, j):
+        return 0 <= i < height and 0 <= j < width
+
+    v_pre = np.zeros((batch, height, width, 2 * p))
+    h_pre = np.zeros((batch, height, width, 2 * p))
+    for i in range(height):
+        for j in range(width):
+            v_pre[:, i, j] = w["vertical_bias"]
+            for a in range(k + 1):
+                for t in range(n):
+                    ii, jj = i - k + a, j - k + t
+                    if inside(ii, jj):
+                        v_pre[:, i, j] += (
+                            vertical[:, ii, jj] @ w["vertical_kernel"][a, t]
+                        )
+            h_pre[:, i, j] = w["horizontal_bias"]
+            for t in range(k + 1):
+                jj = j - k + t
+                if inside(i, jj):
+                    kernel = w["horizontal_kernel"][0, t]
+                    if t == k:
+                        kernel = kernel * centre
+                    h_pre[:, i, j] += horizontal[:, i, jj] @ kernel
+    if condition is not None:
+        v_pre += (condition @ w["vertical_condition_kernel"])[:, None, None]
+        h_pre += (condition @ w["horizontal_condition_kernel"])[:, None, None]
+    if condition_map is not None:
+        v_pre += condition_map @ w["vertical_condition_map_kernel"]
+        h_pre += condition_map @ w["horizontal_condition_map_kernel"]
+    for i in range(1, height):
+        h_pre[:, i] += v_pre[:, i - 1] @ w["vertical_to_horizontal_kernel"]
+
+    def gate(x):
+        return np.tanh(x[..., :p]) * sigmoid(x[..., p:])
+
+    gated = gate(h_pre)
+    out = gated @ (w["output_kernel"] * point) + w["output_bias"]
+    h_out, skip = out[..., :p], out[..., p:]
+    if layer.residual:
+        h_out = h_out + horizontal
+    return gate(v_pre), h_out, skip
+
+
+def random_maps(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "kernel_size, mask_type, channels, maps",
+    [(3, "A", 1, 1), (5, "A", 3, 3), (3, "B", 3, 6), (5, "B", 1, 4), (7, "B", 3, 5)],
+)
+def test_matches_numpy_oracle(kernel_size, mask_type, channels, maps):
+    p = 6
+    residual = mask_type == "B" and maps == p
+    layer = GatedBlock(
+        p, kernel_size, mask_type, image_channels=channels, residual=residual
+    )
+    v_in = random_maps((2, 5, 6, maps), seed=1)
+    h_in = random_maps((2, 5, 6, maps), seed=2)
+    got = [keras.ops.convert_to_numpy(t) for t in layer(v_in, h_in)]
+    want = oracle_block(layer, v_in, h_in)
+    for g, o in zip(got, want):
+        np.testing.assert_allclose(g, o, rtol=1e-4, atol=1e-5)
+
+
+def test_matches_numpy_oracle_with_conditions():
+    layer = GatedBlock(6, 3, "B", image_channels=3)
+    v_in, h_in = random_maps((2, 4, 5, 6), 1), random_maps((2, 4, 5, 6), 2)
+    cond, cmap = random_maps((2, 7), 3), random_maps((2, 4, 5, 2), 4)
+    got = layer(v_in, h_in, condition=cond, condition_map=cmap)
+    want = oracle_block(layer, v_in, h_in, cond, cmap)
+    for g, o in zip(got, want):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(g), o, rtol=1e-4, atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("with_conditions", [False, True])
+def test_output_shapes_and_weight_counts(with_conditions):
+    p, n, c_in, d, s = 8, 5, 3, 4, 2
+    k = n // 2
+    layer = GatedBlock(p, n, "A", image_channels=3, residual=False)
+    x = random_maps((2, 6, 7, c_in))
+    kwargs = {}
+    if with_conditions:
+        kwargs = dict(
+            condition=random_maps((2, d)), condition_map=random_maps((2, 6, 7, s))
+        )
+    outputs = layer(x, x, **kwargs)
+    assert [tuple(t.shape) for t in outputs] == [(2, 6, 7, p)] * 3
+    want = (
+        (k + 1) * n * c_in * 2 * p
+        + 2 * p  # vertical (k+1) x n
+        + 2 * p * 2 * p  # vertical -> horizontal 1x1, no bias
+        + (k + 1) * c_in * 2 * p
+        + 2 * p  # horizontal 1 x (k+1)
+        + p * 2 * p
+        + 2 * p  # output 1x1: residual and skip halves
+    )
+    if with_conditions:
+        want += 2 * (d * 2 * p) + 2 * (s * 2 * p)
+    assert layer.count_params() == want
+    # No wasted taps: the kernels have exactly the (k+1) x n and 1 x (k+1) shapes.
+    shapes = {w.name: tuple(w.shape) for w in layer.weights}
+    assert shapes["vertical_kernel"] == (k + 1, n, c_in, 2 * p)
+    assert shapes["horizontal_kernel"] == (1, k + 1, c_in, 2 * p)
+
+
+def test_horizontal_mask_literal_rgb():
+    # Rows: input R, G, B; columns: the tanh half then the sigmoid half,
+    # each [R, G, B] (p = 3).
+    first = GatedBlock(3, 3, "A", image_channels=3, residual=False)
+    first.build((None, 4, 4, 3), (None, 4, 4, 3))
+    later = GatedBlock(3, 3, "B", image_channels=3)
+    later.build((None, 4, 4, 3), (None, 4, 4, 3))
+    a = [[0, 1, 1], [0, 0, 1], [0, 0, 0]]
+    b = [[1, 1, 1], [0, 1, 1], [0, 0, 1]]
+    np.testing.assert_array_equal(first.horizontal_mask[0, 1], np.tile(a, 2))
+    np.testing.assert_array_equal(later.horizontal_mask[0, 1], np.tile(b, 2))
+    # The left tap is unmasked, and the mask is the left half of build_mask.
+    assert first.horizontal_mask[0, 0].all()
+    np.testing.assert_array_equal(
+        later.horizontal_mask, build_mask((1, 3), 3, 6, "B", 3, output_blocks=2)[:, :2]
+    )
+    np.testing.assert_array_equal(later.output_mask, np.tile(b, 2))
+
+
+def test_vertical_sees_rows_up_to_its_own_horizontal_strictly_above():
+    """Perturb one input pixel: which outputs of a single block change."""
+    n, k = 5, 2
+    layer = GatedBlock(4, n, "A", image_channels=1, residual=False)
+    x = random_maps((1, 7, 7, 1))
+    base = [keras.ops.convert_to_numpy(t)[0, ..., 0] for t in layer(x, x)]
+    r, c = 3, 3
+    x2 = x.copy()
+    x2[0, r, c, 0] += 1.0
+    changed = [
+        np.abs(keras.ops.convert_to_numpy(t)[0, ..., 0] - b0) > 0
+        for t, b0 in zip(layer(x2, x2), base)
+    ]
+    vertical, horizontal, skip = changed
+    # Vertical output (i, j) reads rows i - k .. i: input row r reaches rows
+    # r .. r + k, columns c - k .. c + k (the current row included).
+    want_v = np.zeros((7, 7), bool)
+    want_v[r : r + k + 1, c - k : c + k + 1] = True
+    np.testing.assert_array_equal(vertical, want_v)
+    # Horizontal: row r to the right (k taps, mask A: not the pixel itself),
+    # and, through the one-row shift, rows r + 1 .. r + k + 1.
+    want_h = np.zeros((7, 7), bool)
+    want_h[r, c + 1 : c + k + 1] = True
+    want_h[r + 1 : r + k + 2, c - k : c + k + 1] = True
+    np.testing.assert_array_equal(horizontal, want_h)
+    np.testing.assert_array_equal(skip, want_h)
+
+
+def test_conditions_change_every_output():
+    layer = GatedBlock(4, 3, "B", image_channels=1)
+    v, h = random_maps((1, 4, 4, 4), 1), random_maps((1, 4, 4, 4), 2)
+    cmap = random_maps((1, 4, 4, 2), 3)
+    a = layer(v, h, condition=np.zeros((1, 3), "float32"), condition_map=cmap)
+    b = layer(v, h, condition=np.ones((1, 3), "float32"), condition_map=cmap)
+    c = layer(v, h, condition=np.zeros((1, 3), "float32"), condition_map=cmap + 1)
+    for x, y, z in zip(a, b, c):
+        x, y, z = (keras.ops.convert_to_numpy(t) for t in (x, y, z))
+        assert (np.abs(x - y) > 0).all()
+        assert (np.abs(x - z) > 0).all()
+    with pytest.raises(ValueError, match="`condition` must be given on every call"):
+        layer(v, h, condition_map=cmap)
+    with pytest.raises(ValueError, match="`condition_map` must be given"):
+        layer(v, h, condition=np.zeros((1, 3), "float32"))
+
+
+def test_serialization_round_trip():
+    layer = GatedBlock(6, 5, "A", image_channels=3, residual=False, name="g")
+    config = layer.get_config()
+    clone = GatedBlock.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert isinstance(restored, GatedBlock)
+    assert (restored.kernel_size, restored.mask_type, restored.residual) == (
+        5,
+        "A",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": 4, "kernel_size": 4}, "kernel_size"),
+        ({"filters": 4, "kernel_size": 1}, "kernel_size"),
+        ({"filters": 4, "kernel_size": (3, 3)}, "kernel_size"),
+        ({"filters": 4, "mask_type": "C"}, "mask_type"),
+        ({"filters": 2, "image_channels": 3}, "filters"),
+        ({"filters": 4, "image_channels": 0}, "image_channels"),
+        ({"filters": 4, "residual": "yes"}, "residual"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GatedBlock(**kwargs)
+
+
+def test_bad_input_shapes():
+    x = random_maps((1, 4, 4, 3))
+    with pytest.raises(ValueError, match="With `residual=True`"):
+        GatedBlock(6, 3, "A", image_channels=3)(x, x)
+    with pytest.raises(ValueError, match="at least `image_channels`"):
+        GatedBlock(6, 3, "A", image_channels=3, residual=False)(x[..., :2], x[..., :2])
+    with pytest.raises(ValueError, match="`condition` must have shape"):
+        GatedBlock(6, 3, "A", image_channels=3, residual=False)(
+            x, x, condition=random_maps((1, 2, 2))
+        )
