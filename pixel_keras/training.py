@@ -348,6 +348,15 @@ class _MultiWorkerShim:
 
 def _all_workers_agree(strategy, flag):
     """True if `flag` is true on any worker (a collective; call on all)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.process_count() == 1:
+            return bool(flag)
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.array(bool(flag)))
+        return bool(np.any(flags))
     if not _is_multi_worker(strategy):
         return bool(flag)
     import tensorflow as tf
@@ -1003,9 +1012,17 @@ def train(
             f"`batch_size` ({batch_size}) must be divisible by the number of "
             f"replicas ({replicas})."
         )
-    state = _prepare_run_dir(out_dir, resume, overwrite)
-    saved_config = read_config(out_dir) if state is not None else None
     chief = is_chief(strategy)
+    if chief:
+        state = _prepare_run_dir(out_dir, resume, overwrite)
+    elif resume and overwrite:
+        raise ValueError("Pass at most one of `resume` and `overwrite`.")
+    else:
+        # Other workers never check, clean or delete the run directory (the
+        # chief may already be writing to it); on resume they load the same
+        # committed checkpoint as the chief, so `out_dir` must be shared.
+        state = read_state(out_dir) if resume else None
+    saved_config = read_config(out_dir) if state is not None else None
     keras.utils.set_random_seed(seed)
 
     with strategy_scope(strategy):

@@ -385,16 +385,21 @@ if index >= 0:
     })
 from pixel_keras import training
 
-history = training.train(
-    "pixelcnn", "digits", out,
+# One strategy per process: TensorFlow configures collectives only once.
+strategy = training.get_strategy("multi_worker" if index >= 0 else "mirrored")
+kwargs = dict(
     model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
-    epochs=2, batch_size=32, steps_per_epoch=3, test_split="test[:100]",
-    samples_per_epoch=4, seed=3, verbose=0,
-    strategy="multi_worker" if index >= 0 else "mirrored",
+    batch_size=32, steps_per_epoch=3, test_split="test[:100]",
+    samples_per_epoch=4, seed=3, verbose=0, strategy=strategy,
 )
-print(json.dumps({"history": history.history,
-                  "replicas": training.read_config(out)["num_replicas"]
-                  if index <= 0 else None}))
+first = training.train("pixelcnn", "digits", out, epochs=1, **kwargs)
+second = training.train("pixelcnn", "digits", out, epochs=2, resume=True, **kwargs)
+print(json.dumps({
+    "history": [first.history, second.history],
+    "iterations": int(second.model.optimizer.iterations.numpy()),
+    "chief": second.is_chief,
+    "replicas": training.num_replicas(strategy),
+}))
 """
 
 
@@ -430,15 +435,19 @@ def test_multi_worker_mirrored_two_local_workers(tmp_path):
             if proc.poll() is None:
                 proc.kill()
     chief, worker, single = results
-    assert chief["replicas"] == 2
-    # Both workers report the same all-reduced logs ...
+    assert chief["replicas"] == worker["replicas"] == 2
+    assert chief["chief"] and not worker["chief"]
+    # Both workers report the same all-reduced logs, before and after resume
+    # (both loaded the chief's checkpoint, optimizer state included) ...
     assert chief["history"] == worker["history"]
+    assert chief["iterations"] == worker["iterations"] == 6
     # ... equal to one process on the same global batches. (The reference is
     # a 1-replica MirroredStrategy: Keras builds distributed models from a
     # first batch drawn from a throwaway iterator, which shifts the shuffle
     # order relative to the default strategy.)
-    for key, values in single["history"].items():
-        np.testing.assert_allclose(chief["history"][key], values, rtol=1e-5)
+    for call in range(2):
+        for key, values in single["history"][call].items():
+            np.testing.assert_allclose(chief["history"][call][key], values, rtol=1e-5)
     assert training.read_state(str(tmp_path / "cluster"))["epoch"] == 2
     assert os.path.exists(tmp_path / "cluster" / "samples" / "epoch_002.png")
 
