@@ -414,17 +414,6 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _split_size(dataset, split, data_dir):
-    """Examples in a split (counted once through the data set)."""
-    from pixel_keras import data
-
-    ds = data.load(dataset, split, data_dir=data_dir)
-    count = int(ds.cardinality())
-    if count >= 0:
-        return count
-    return int(ds.reduce(0, lambda n, _: n + 1))
-
-
 # ---------------------------------------------------------------------------
 # Atomic files and checkpoints
 # ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_get_strategy_names():
         assert training.is_chief(training.get_strategy("default"))
 
 
-def test_importable_under_jax_without_tf_distribute():
+def test_get_strategy_under_jax_uses_keras_distribution():
     out = run_python(
         """
         import json, sys
