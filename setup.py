@@ -24,6 +24,8 @@ setup(
         "tensorflow-cpu>=2.18,<2.22; platform_machine=='x86_64'",
         "tensorflow>=2.18,<2.22; platform_machine!='x86_64'",
         "tensorflow-probability>=0.25,<0.26",
+        # TF >= 2.20 no longer depends on it; keras.callbacks.TensorBoard needs it.
+        "tensorboard>=2.18,<2.22",
         "tensorflow-datasets>=4.9.7,<4.10",
         "importlib_resources>=5",
         "numpy>=1.26,<3",

@@ -9,6 +9,8 @@ and JAX backends. TensorFlow-only pieces live in their own modules:
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Keep TensorFlow's C++ start-up lines out of CLI output unless asked for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pixel_keras import layers, losses, models, sampling  # noqa: E402
 from pixel_keras.images import save_image_grid  # noqa: E402

@@ -12,15 +12,14 @@ cd "$(dirname "$0")/.."
 
 out="demo"
 minutes="${DEMO_MINUTES:-4}"
-rm -rf "$out/run"
-pixel-keras train \
+pixel-keras train --overwrite \
     --model pixelcnn --dataset fashion_mnist \
     --train-split "train" --test-split "test[:1000]" \
     --hidden-maps 16 --residual-blocks 4 --output-maps 64 \
     --batch-size 32 --lr 0.002 --epochs 100 --steps-per-epoch 200 \
     --max-minutes "$minutes" --samples-per-epoch 0 \
     --out "$out/run"
-pixel-keras evaluate --checkpoint "$out/run" --dataset fashion_mnist --split "test[:1000]"
-pixel-keras sample --checkpoint "$out/run" --num-samples 16 --seed 0 \
+pixel-keras evaluate "$out/run" --split "test[:1000]"
+pixel-keras sample "$out/run" --num-samples 16 --seed 0 \
     --out "$out/samples.png" --overwrite
 echo "Sample grid: $out/samples.png"

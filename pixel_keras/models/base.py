@@ -204,6 +204,18 @@ class AutoregressiveImageModel(keras.Model):
             metrics = [losses.BitsPerDim()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    # Keras skips `compile()` on load when a model overrides it, unless these
+    # two are overridden; then a loaded `.keras` file is compiled again, with
+    # its optimizer state restored.
+    def get_compile_config(self):
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # ---- likelihood ----------------------------------------------------
     def _log_prob_tensor(self, images, conditions=None):
         """Log-likelihood in nats `[B]` for a batch, as a backend tensor."""

@@ -239,3 +239,20 @@ def test_same_numbers_under_jax_backend(tmp_path):
     np.testing.assert_array_equal(
         np.load(tmp_path / "jax_samples.npy"), model.sample(2, seed=7, verbose=0)
     )
+
+
+def test_loaded_model_is_compiled_with_optimizer_state(tmp_path):
+    model = small_model((4, 4, 1), 17)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = random_images((4, 4, 1), 17, n=8)
+    model.fit(images, images, epochs=1, verbose=0)
+    path = str(tmp_path / "compiled.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored.loss, losses.PixelNLL)
+    assert int(keras.ops.convert_to_numpy(restored.optimizer.iterations)) == 1
+    np.testing.assert_allclose(
+        restored.evaluate(images, images, verbose=0),
+        model.evaluate(images, images, verbose=0),
+        rtol=1e-6,
+    )
