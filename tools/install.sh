@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Installs pixel-keras into the CURRENT Python environment.
+#
+#   tools/install.sh [--extras test,jax] [PIP_ARGS...]
+#
+# 1. pip install -e ".[<extras>]" PIP_ARGS   (extras default: test)
+#    PIP_ARGS go to the same pip call, e.g. a TensorFlow pin:
+#        tools/install.sh "tensorflow-cpu==2.18.*"
+# 2. pip install --no-deps "tf-keras==<TF major.minor>.*"
+#    tf-keras declares a dependency on the full `tensorflow` wheel, which
+#    would be installed next to `tensorflow-cpu` (two copies of the same
+#    `tensorflow` package, one overwriting the other). TFP's PixelCNN and
+#    layers need tf-keras, so it is installed without dependencies, matched
+#    to the TensorFlow minor version that step 1 installed.
+#
+# Idempotent: when the package is already installed editable from this
+# checkout, its requirements are met and no PIP_ARGS are given, step 1 is
+# skipped (PIP_ARGS that are requirement specifiers, like the pin above, count
+# as met when the installed version satisfies them); step 2 is skipped when
+# tf-keras already matches.
+#
+# Environment: PYTHON (default: python), PIP_ARGS_EXTRA (appended to pip).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+python="${PYTHON:-python}"
+extras="test"
+if [ "${1:-}" = "--extras" ]; then
+    extras="${2:?--extras needs a value, e.g. test,jax}"
+    shift 2
+fi
+# shellcheck disable=SC2206  # intentional word splitting of extra pip args
+pip_extra=(${PIP_ARGS_EXTRA:-})
+
+log() { echo "[install.sh] $*" >&2; }
+
+# Exit status 0 when pixel-keras is installed editable from $root, every
+# requirement of it (with the chosen extras) is satisfied, and so is every
+# PIP_ARG (which must then all be requirement specifiers, not options).
+up_to_date() {
+    "$python" - "$root" "$extras" "$@" <<'PY'
+import importlib.util
+import os
+import sys
+from importlib import metadata
+
+root, extras, pins = os.path.realpath(sys.argv[1]), set(sys.argv[2].split(",")), sys.argv[3:]
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    sys.exit(1)
+try:
+    dist = metadata.distribution("pixel-keras")
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+# Editable: the package is imported from this checkout (works for both
+# PEP 660 installs and legacy `setup.py develop` egg-links).
+spec = importlib.util.find_spec("pixel_keras")
+if spec is None or not spec.origin:
+    sys.exit(1)
+if os.path.dirname(os.path.dirname(os.path.realpath(spec.origin))) != root:
+    sys.exit(1)
+if any(pin.startswith("-") for pin in pins):
+    sys.exit(1)
+for line in [*(dist.requires or []), *pins]:
+    req = Requirement(line)
+    envs = [{"extra": e} for e in extras | {""}]
+    if req.marker and not any(req.marker.evaluate(env) for env in envs):
+        continue
+    try:
+        installed = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(installed, prereleases=True):
+        sys.exit(1)
+PY
+}
+
+if up_to_date "$@"; then
+    log "pixel-keras[$extras] already installed from $root; skipping pip install -e"
+else
+    log "pip install -e $root[$extras] $*"
+    "$python" -m pip install "${pip_extra[@]}" -e "$root[$extras]" "$@"
+fi
+
+# TensorFlow's major.minor from package metadata (importing TF takes seconds).
+tf_minor="$("$python" - <<'PY'
+from importlib import metadata
+
+for name in ("tensorflow-cpu", "tensorflow", "tensorflow-intel", "tensorflow-macos"):
+    try:
+        print(".".join(metadata.version(name).split(".")[:2]))
+        break
+    except metadata.PackageNotFoundError:
+        pass
+PY
+)"
+if [ -z "$tf_minor" ]; then
+    log "TensorFlow is not installed; cannot pick a tf-keras version" && exit 1
+fi
+
+tfk_minor="$("$python" - <<'PY'
+from importlib import metadata
+
+try:
+    print(".".join(metadata.version("tf-keras").split(".")[:2]))
+except metadata.PackageNotFoundError:
+    pass
+PY
+)"
+if [ "$tfk_minor" = "$tf_minor" ]; then
+    log "tf-keras $tf_minor.* already installed (TensorFlow $tf_minor)"
+else
+    log "pip install --no-deps tf-keras==$tf_minor.* (TensorFlow $tf_minor)"
+    "$python" -m pip install "${pip_extra[@]}" --no-deps "tf-keras==$tf_minor.*"
+fi
+
+# What ended up installed (for CI and tox logs).
+"$python" - <<'PY' >&2
+from importlib import metadata
+
+names = (
+    "pixel-keras", "tensorflow-cpu", "tensorflow", "tf-keras", "keras",
+    "tensorflow-probability", "tensorflow-datasets", "tensorflow-metadata",
+    "numpy", "ml-dtypes",
+    "protobuf", "jax", "jaxlib",
+)
+found = []
+for name in names:
+    try:
+        found.append(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        pass
+print("[install.sh] installed:", " ".join(found))
+PY
