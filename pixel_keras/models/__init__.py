@@ -4,3 +4,6 @@ from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.pixel_cnn import PixelCNN
 
 __all__ = ["AutoregressiveImageModel", "PixelCNN"]
+from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN  # noqa: E402
+
+__all__ += ["GatedPixelCNN"]
