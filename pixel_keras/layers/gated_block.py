@@ -202,6 +202,12 @@ class GatedBlock(keras.layers.Layer):
                     f"`GatedBlock` expects `{arg}` of shape [B, H, W, maps] with "
                     f"a known number of maps. Received: {arg}.shape={shape}"
                 )
+        if tuple(vertical_shape[1:3]) != tuple(horizontal_shape[1:3]):
+            raise ValueError(
+                "`vertical` and `horizontal` must have the same height and width. "
+                f"Received: vertical.shape={vertical_shape}, "
+                f"horizontal.shape={horizontal_shape}"
+            )
         v_in, h_in = vertical_shape[-1], horizontal_shape[-1]
         if h_in < self.image_channels:
             raise ValueError(
@@ -213,6 +219,20 @@ class GatedBlock(keras.layers.Layer):
             raise ValueError(
                 "With `residual=True` the horizontal input must have `filters` "
                 f"maps. Received: horizontal maps={h_in}, filters={self.filters}"
+            )
+        if condition_shape is not None and (
+            len(condition_shape) != 2 or condition_shape[-1] is None
+        ):
+            raise ValueError(
+                "`condition` must have shape [B, D] with a known D. "
+                f"Received: condition.shape={condition_shape}"
+            )
+        if condition_map_shape is not None and (
+            len(condition_map_shape) != 4 or condition_map_shape[-1] is None
+        ):
+            raise ValueError(
+                "`condition_map` must have shape [B, H, W, S] with a known S. "
+                f"Received: condition_map.shape={condition_map_shape}"
             )
         p, n = self.filters, self.kernel_size
         k = n // 2
@@ -246,11 +266,6 @@ class GatedBlock(keras.layers.Layer):
         self._has_condition = condition_shape is not None
         self._has_condition_map = condition_map_shape is not None
         if self._has_condition:
-            if len(condition_shape) != 2 or condition_shape[-1] is None:
-                raise ValueError(
-                    "`condition` must have shape [B, D] with a known D. "
-                    f"Received: condition.shape={condition_shape}"
-                )
             dim = condition_shape[-1]
             self.vertical_condition_kernel = self._kernel(
                 "vertical_condition_kernel", (dim, 2 * p)
@@ -259,11 +274,6 @@ class GatedBlock(keras.layers.Layer):
                 "horizontal_condition_kernel", (dim, 2 * p)
             )
         if self._has_condition_map:
-            if len(condition_map_shape) != 4 or condition_map_shape[-1] is None:
-                raise ValueError(
-                    "`condition_map` must have shape [B, H, W, S] with a known S. "
-                    f"Received: condition_map.shape={condition_map_shape}"
-                )
             maps = condition_map_shape[-1]
             self.vertical_condition_map_kernel = self._kernel(
                 "vertical_condition_map_kernel", (maps, 2 * p)
