@@ -1,0 +1,387 @@
+"""PixelRNN: Row LSTM and Diagonal BiLSTM (van den Oord et al., 2016).
+
+The paper's recurrent models. Like the PixelCNN they factorize an image
+into sub-pixels in raster order, channel fastest,
+
+    p(x) = prod_{i, j} p(R_ij | x_<ij) p(G_ij | x_<ij, R_ij) p(B_ij | x_<ij, R_ij, G_ij)
+
+with a K-way softmax per sub-pixel, but their LSTM layers carry state
+across the image, so the context is not bounded by a stack of kernels:
+
+- Row LSTM (Section 3.1): a row per step; each layer sees a triangle of
+  the rows above (Figure 4, centre).
+- Diagonal BiLSTM (Section 3.2): two diagonal sweeps over the skewed map;
+  one layer already sees the whole context of its input map (Figure 4,
+  right), with one exception in the model, below.
+
+Receptive fields (asserted with exact input gradients in the tests):
+
+- Row LSTM, one layer, first conv f x f, row kernel k: row r - s (s >= 1)
+  is seen at columns [c - (s + 1)(k // 2) - f // 2, c + max((s - 1)(k // 2)
+  + f // 2, s (k // 2) - 1)]; with f = k = 3 the triangle [c - s - 2, c + s].
+  Every further layer widens it by k // 2 columns to the left only: the
+  right edge does not move with depth, so the upper-right region beyond
+  the triangle stays unseen (with f = k = 3, (r - 1, c + 2) at any depth).
+- Diagonal BiLSTM: every earlier sub-pixel but one. The stream at (i, j)
+  never holds the last sub-pixel of (i, j) (mask A, then mask B), and the
+  right-to-left sweep, shifted down a row, only reads streams of the rows
+  above; so the last sub-pixel of (r - 1, W - 1) (the whole pixel for
+  grayscale) reaches (r, c) only through the first conv, i.e. when
+  c + first_kernel_size // 2 >= W - 1. This holds at any depth; the paper's
+  "complete context" claim is exact only up to that sub-pixel.
+
+Architecture (paper, Table 1 / Figure 5):
+
+```
+images [B, H, W, C] (int) -> scale to [-1, 1]
+7x7 conv, mask A, 2h maps
+L x LSTM layer (h state maps) -> 1x1 conv (mask B) h -> 2h, added to the
+    layer input (residual=True) or replacing it (residual=False)
+ReLU -> 1x1 (mask B) -> output_maps -> ReLU -> 1x1 (mask B) -> C*K maps
+reshape -> logits [B, H, W, C, K]
+```
+
+Every convolution that reads the image or the stream carries the
+channel-group mask (R, then G given R, then B given R and G); the LSTM
+state-to-state convolutions read only earlier pixels and are not masked.
+
+Naming: the layers are `pixel_keras.layers.RowLSTM` and
+`pixel_keras.layers.DiagonalBiLSTM`. The model is `PixelRNN(cell=...)`, with
+`cell="row_lstm"` or `"diagonal_bilstm"`; `RowLSTMPixelRNN` and
+`DiagonalBiLSTMPixelRNN` are the same model with the cell fixed (their
+configs carry no `cell`). All three are registered for serialization.
+
+NOTE: not implemented: the paper's multi-scale PixelRNN (Section 3.5), its
+skip connections from every layer to the output (Section 3.4; residuals
+only here), and fast sampling with cached states (the base class samples
+naively, one full forward pass per sub-pixel).
+"""
+
+import keras
+
+from pixel_keras.layers.diagonal_bilstm import DiagonalBiLSTM
+from pixel_keras.layers.masked_conv2d import MaskedConv2D
+from pixel_keras.layers.row_lstm import RowLSTM
+from pixel_keras.models.base import AutoregressiveImageModel
+from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
+
+CELLS = ("row_lstm", "diagonal_bilstm")
+
+# The paper's configurations (Section 5, Table 1 and the text), as
+# `PixelRNN(**config)` keyword arguments, for the zoo to register.
+PAPER_CONFIGS = {
+    "row_lstm_cifar10": dict(
+        cell="row_lstm",
+        image_shape=(32, 32, 3),
+        num_levels=256,
+        hidden_maps=128,
+        num_layers=12,
+        output_maps=1024,
+        kernel_size=3,
+    ),
+    "diagonal_bilstm_cifar10": dict(
+        cell="diagonal_bilstm",
+        image_shape=(32, 32, 3),
+        num_levels=256,
+        hidden_maps=128,
+        num_layers=12,
+        output_maps=1024,
+    ),
+    "diagonal_bilstm_binarized_mnist": dict(
+        cell="diagonal_bilstm",
+        image_shape=(28, 28, 1),
+        num_levels=2,
+        hidden_maps=16,
+        num_layers=7,
+        output_maps=32,
+    ),
+    "row_lstm_imagenet32": dict(
+        cell="row_lstm",
+        image_shape=(32, 32, 3),
+        num_levels=256,
+        hidden_maps=384,
+        num_layers=12,
+        output_maps=1024,
+        kernel_size=3,
+    ),
+    "row_lstm_imagenet64": dict(
+        cell="row_lstm",
+        image_shape=(64, 64, 3),
+        num_levels=256,
+        hidden_maps=512,
+        num_layers=4,
+        output_maps=1024,
+        kernel_size=3,
+        residual=False,
+    ),
+}
+
+
+@keras.saving.register_keras_serializable(package="pixel_keras")
+class PixelRNN(AutoregressiveImageModel):
+    """PixelRNN with Row LSTM or Diagonal BiLSTM layers.
+
+    Args:
+        image_shape: `(height, width, channels)`; channels 1 or 3.
+        num_levels: int in [2, 256], values per sub-pixel.
+        cell: `"row_lstm"` or `"diagonal_bilstm"`.
+        hidden_maps: int, h, the LSTM state maps; the stream has 2h maps.
+        num_layers: int >= 0, L, the number of LSTM layers.
+        output_maps: int, maps of the output stack's hidden 1x1 conv
+            (1024 in the paper for natural images, 32 for MNIST).
+        kernel_size: odd int, k, the Row LSTM's kernel width along the row
+            (3 when None). Must be None for the Diagonal BiLSTM, whose
+            kernels are fixed (1x1 input-to-state, 2x1 state-to-state).
+        residual: bool; True adds each LSTM layer's 1x1 output to its input,
+            False lets it replace the stream (the paper's ImageNet 64 Row
+            LSTM has no residuals).
+        first_kernel_size: odd int, the mask-A input conv (7 in the paper).
+        name: model name; default: the cell name for the two subclasses,
+            `"pixel_rnn"` here.
+        **kwargs: `keras.Model` arguments.
+
+    Call arguments:
+        images: int tensor `[B, H, W, C]` with values in `[0, K - 1]`.
+
+    Returns:
+        Logits `[B, H, W, C, K]`.
+
+    Example:
+
+    ```python
+    model = PixelRNN(image_shape=(8, 8, 1), num_levels=17,
+                     cell="diagonal_bilstm", hidden_maps=16, num_layers=2,
+                     output_maps=32)
+    model.compile(optimizer="adam")       # loss: NLL in nats/image
+    model.fit(images, images)             # integer images
+    model.bits_per_dim(test_images)
+    samples = model.sample(16, seed=0)
+    model = PixelRNN(**PAPER_CONFIGS["row_lstm_cifar10"])
+    ```
+
+    Reference:
+        - [van den Oord et al., 2016, Pixel Recurrent Neural Networks](
+          https://arxiv.org/abs/1601.06759)
+    """
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        num_levels=256,
+        cell="row_lstm",
+        hidden_maps=16,
+        num_layers=2,
+        output_maps=32,
+        kernel_size=None,
+        residual=True,
+        first_kernel_size=7,
+        name="pixel_rnn",
+        **kwargs,
+    ):
+        image_shape = validate_common_args(image_shape, num_levels)
+        channels = image_shape[-1]
+        if cell not in CELLS:
+            raise ValueError(f"`cell` must be one of {CELLS}. Received: cell={cell!r}")
+        for arg, value in (
+            ("hidden_maps", hidden_maps),
+            ("output_maps", output_maps),
+        ):
+            if not isinstance(value, int) or value < channels:
+                raise ValueError(
+                    f"`{arg}` must be an int >= the number of image channels "
+                    f"({channels}). Received: {arg}={value!r}"
+                )
+        if not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(
+                f"`num_layers` must be an int >= 0. Received: num_layers={num_layers!r}"
+            )
+        if cell == "row_lstm":
+            kernel_size = 3 if kernel_size is None else kernel_size
+            if (
+                not isinstance(kernel_size, int)
+                or kernel_size < 1
+                or kernel_size % 2 == 0
+            ):
+                raise ValueError(
+                    "`kernel_size` must be an odd positive int. "
+                    f"Received: kernel_size={kernel_size!r}"
+                )
+        elif kernel_size is not None:
+            raise ValueError(
+                "`kernel_size` applies to cell='row_lstm' only; the Diagonal "
+                "BiLSTM's kernels are fixed (1x1 input-to-state, 2x1 "
+                f"state-to-state). Received: kernel_size={kernel_size!r}"
+            )
+        if (
+            not isinstance(first_kernel_size, int)
+            or first_kernel_size < 1
+            or first_kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                "`first_kernel_size` must be an odd positive int. "
+                f"Received: first_kernel_size={first_kernel_size!r}"
+            )
+        if not isinstance(residual, bool):
+            raise ValueError(
+                f"`residual` must be a bool. Received: residual={residual!r}"
+            )
+
+        # === Functional model ===
+        images, x = image_input(image_shape, num_levels, name)
+        x = MaskedConv2D(
+            2 * hidden_maps,
+            first_kernel_size,
+            "A",
+            image_channels=channels,
+            name=f"{name}_conv_in",
+        )(x)  # [B, H, W, 2h]
+        for i in range(num_layers):
+            prefix = f"{name}_layer_{i}"
+            if cell == "row_lstm":
+                lstm = RowLSTM(
+                    hidden_maps,
+                    kernel_size,
+                    image_channels=channels,
+                    name=f"{prefix}_row_lstm",
+                )
+            else:
+                lstm = DiagonalBiLSTM(
+                    hidden_maps,
+                    image_channels=channels,
+                    name=f"{prefix}_diagonal_bilstm",
+                )
+            y = lstm(x)  # [B, H, W, h]
+            y = MaskedConv2D(
+                2 * hidden_maps,
+                1,
+                "B",
+                image_channels=channels,
+                name=f"{prefix}_conv_out",
+            )(y)  # [B, H, W, 2h]
+            x = keras.layers.Add(name=f"{prefix}_add")([x, y]) if residual else y
+        logits = output_stack(x, image_shape, num_levels, output_maps, name)
+        super().__init__(inputs=images, outputs=logits, name=name, **kwargs)
+
+        # === Config ===
+        self.image_shape = image_shape
+        self.num_levels = num_levels
+        self.cell = cell
+        self.hidden_maps = hidden_maps
+        self.num_layers = num_layers
+        self.output_maps = output_maps
+        self.kernel_size = kernel_size
+        self.residual = residual
+        self.first_kernel_size = first_kernel_size
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_shape": self.image_shape,
+            "num_levels": self.num_levels,
+            "cell": self.cell,
+            "hidden_maps": self.hidden_maps,
+            "num_layers": self.num_layers,
+            "output_maps": self.output_maps,
+            "kernel_size": self.kernel_size,
+            "residual": self.residual,
+            "first_kernel_size": self.first_kernel_size,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["image_shape"] = tuple(config["image_shape"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="pixel_keras")
+class RowLSTMPixelRNN(PixelRNN):
+    """`PixelRNN(cell="row_lstm")`: the Row LSTM model (paper Section 3.1).
+
+    Same arguments as `PixelRNN` without `cell`; `kernel_size` defaults to 3.
+
+    Example:
+
+    ```python
+    model = RowLSTMPixelRNN(image_shape=(8, 8, 1), num_levels=17,
+                            hidden_maps=16, num_layers=2, output_maps=32)
+    ```
+    """
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        num_levels=256,
+        hidden_maps=16,
+        num_layers=2,
+        output_maps=32,
+        kernel_size=3,
+        residual=True,
+        first_kernel_size=7,
+        name="row_lstm",
+        **kwargs,
+    ):
+        super().__init__(
+            image_shape=image_shape,
+            num_levels=num_levels,
+            cell="row_lstm",
+            hidden_maps=hidden_maps,
+            num_layers=num_layers,
+            output_maps=output_maps,
+            kernel_size=kernel_size,
+            residual=residual,
+            first_kernel_size=first_kernel_size,
+            name=name,
+            **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"]
+        return config
+
+
+@keras.saving.register_keras_serializable(package="pixel_keras")
+class DiagonalBiLSTMPixelRNN(PixelRNN):
+    """`PixelRNN(cell="diagonal_bilstm")`: the Diagonal BiLSTM model (§3.2).
+
+    Same arguments as `PixelRNN` without `cell` and `kernel_size`.
+
+    Example:
+
+    ```python
+    model = DiagonalBiLSTMPixelRNN(image_shape=(28, 28, 1), num_levels=2,
+                                   hidden_maps=16, num_layers=7, output_maps=32)
+    ```
+    """
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        num_levels=256,
+        hidden_maps=16,
+        num_layers=2,
+        output_maps=32,
+        residual=True,
+        first_kernel_size=7,
+        name="diagonal_bilstm",
+        **kwargs,
+    ):
+        super().__init__(
+            image_shape=image_shape,
+            num_levels=num_levels,
+            cell="diagonal_bilstm",
+            hidden_maps=hidden_maps,
+            num_layers=num_layers,
+            output_maps=output_maps,
+            residual=residual,
+            first_kernel_size=first_kernel_size,
+            name=name,
+            **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["cell"], config["kernel_size"]
+        return config
