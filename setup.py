@@ -17,7 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["pixel_keras", "pixel_keras.*"]),
+    # The preset cards in zoo/ ship inside the package as pixel_keras/_zoo.
+    packages=[*find_packages(include=["pixel_keras", "pixel_keras.*"]), "pixel_keras._zoo"],
+    package_dir={"pixel_keras._zoo": "zoo"},
+    package_data={"pixel_keras._zoo": ["*/*.json", "*/*.md", "*/*.h5", "*/*.png"]},
     include_package_data=True,
     install_requires=[
         "keras>=3.6,<4",
