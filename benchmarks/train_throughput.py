@@ -31,9 +31,15 @@ default: TFP's network does not ask for XLA and Keras' "auto" would turn it
 on only for ours). The TFP model's defaults are chosen to land near our
 model's trainable parameter count; both counts are reported.
 
-To add a model (row_lstm, diagonal_bilstm, ...), write
-`build_<name>(args, image_shape, images) -> Runner` and add it to `BUILDERS`;
-raise `Unavailable` when it cannot run here (e.g. a TF-only model on JAX).
+- `row_lstm`, `diagonal_bilstm` (ours, PixelRNN: `RowLSTMPixelRNN`,
+  `DiagonalBiLSTMPixelRNN`, any backend): trained exactly like `pixelcnn`
+  (`compile(Adam)` + `fit`); their sizes come from the `--rnn-*` options
+  (default h=32, 2 LSTM layers, 64 output maps, residual connections, Row
+  LSTM input-to-state kernel 3).
+
+To add a model, write `build_<name>(args, image_shape, images) -> Runner`
+and add it to `BUILDERS`; raise `Unavailable` when it cannot run here (e.g. a
+TF-only model on JAX).
 """
 
 import argparse
@@ -134,6 +140,13 @@ def build_pixelcnn(args, image_shape, images):
         "output_maps": args.output_maps,
     }
     model = PixelCNN(**{**config, "image_shape": tuple(image_shape)})
+    return _fit_runner("pixelcnn", model, config, args, images)
+
+
+def _fit_runner(name, model, config, args, images):
+    """A `Runner` that trains a pixel-keras model with `compile(Adam)` + `fit`."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         jit_compile=args.jit_compile,
@@ -145,7 +158,40 @@ def build_pixelcnn(args, image_shape, images):
 
     num_params = sum(math.prod(w.shape) for w in model.trainable_weights)
     trainer = f"keras.Model.fit, Adam({args.learning_rate}), PixelNLL (nats/image)"
-    return Runner("pixelcnn", run, num_params, config, trainer)
+    return Runner(name, run, num_params, config, trainer)
+
+
+def _rnn_config(args, image_shape):
+    return {
+        "image_shape": list(image_shape),
+        "num_levels": 256,
+        "hidden_maps": args.rnn_hidden_maps,
+        "num_layers": args.rnn_layers,
+        "output_maps": args.rnn_output_maps,
+        "residual": True,
+    }
+
+
+def build_row_lstm(args, image_shape, images):
+    import keras
+
+    from pixel_keras.models import RowLSTMPixelRNN
+
+    keras.utils.set_random_seed(args.seed)
+    config = {**_rnn_config(args, image_shape), "kernel_size": args.rnn_kernel_size}
+    model = RowLSTMPixelRNN(**{**config, "image_shape": tuple(image_shape)})
+    return _fit_runner("row_lstm", model, config, args, images)
+
+
+def build_diagonal_bilstm(args, image_shape, images):
+    import keras
+
+    from pixel_keras.models import DiagonalBiLSTMPixelRNN
+
+    keras.utils.set_random_seed(args.seed)
+    config = _rnn_config(args, image_shape)
+    model = DiagonalBiLSTMPixelRNN(**{**config, "image_shape": tuple(image_shape)})
+    return _fit_runner("diagonal_bilstm", model, config, args, images)
 
 
 def build_tfp_pixelcnn(args, image_shape, images):
@@ -206,6 +252,8 @@ def build_tfp_pixelcnn(args, image_shape, images):
 BUILDERS = {
     "pixelcnn": build_pixelcnn,
     "tfp_pixelcnn": build_tfp_pixelcnn,
+    "row_lstm": build_row_lstm,
+    "diagonal_bilstm": build_diagonal_bilstm,
 }
 
 
@@ -230,7 +278,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--models",
-        default="pixelcnn,tfp_pixelcnn",
+        default="pixelcnn,tfp_pixelcnn,row_lstm,diagonal_bilstm",
         help=f"comma-separated, from {sorted(BUILDERS)}",
     )
     p.add_argument(
@@ -256,6 +304,13 @@ def parse_args(argv=None):
     g.add_argument("--hidden-maps", type=int, default=32, help="h (stream has 2h)")
     g.add_argument("--residual-blocks", type=int, default=5)
     g.add_argument("--output-maps", type=int, default=64)
+    g = p.add_argument_group("row_lstm, diagonal_bilstm (ours, PixelRNN)")
+    g.add_argument("--rnn-hidden-maps", type=int, default=32, help="h: LSTM state maps")
+    g.add_argument("--rnn-layers", type=int, default=2, help="LSTM layers")
+    g.add_argument("--rnn-output-maps", type=int, default=64)
+    g.add_argument(
+        "--rnn-kernel-size", type=int, default=3, help="Row LSTM input-to-state kernel"
+    )
     g = p.add_argument_group("tfp_pixelcnn (PixelCNN++)")
     g.add_argument("--tfp-num-resnet", type=int, default=1)
     g.add_argument("--tfp-num-hierarchies", type=int, default=2)

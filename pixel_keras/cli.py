@@ -2,20 +2,32 @@
 
 ```
 pixel-keras train    --dataset digits --epochs 5 --out runs/digits   # a run directory
+pixel-keras train    --model row_lstm --num-layers 2 --dataset digits
+pixel-keras train    --model gated_pixelcnn --num-classes 10 --dataset digits
+pixel-keras train    --preset pixelcnn_digits                        # a zoo preset
 pixel-keras evaluate runs/digits --split test                        # exact bits/dim
 pixel-keras sample   runs/digits --out samples.png --seed 0          # PNG grid
+pixel-keras sample   --preset test_pixelcnn --out samples.png        # preset weights
+pixel-keras zoo list '*digits'                                       # presets
+pixel-keras zoo show pixelcnn_digits [--json]
 ```
 
 `train` writes the run directory described in `pixel_keras.training`
 (config, crash-safe checkpoints, per-epoch sample grids, TensorBoard logs)
-and continues it with `--resume`. `evaluate` and `sample` take a run
-directory (its latest checkpoint) or a `.keras` file.
+and continues it with `--resume`. The architecture is `--model` with its own
+options (each option applies to the models that take the argument; giving it
+to another model is an error), or a zoo preset (`--preset NAME` or a preset
+directory), whose single arguments the same options override; `--dataset`
+then defaults to the preset's. `evaluate` and `sample` take a run directory
+(its latest checkpoint), a `.keras` file, or `--preset` (the preset's trained
+weights; `sample` warns and draws from the untrained architecture when it
+has none).
 
 Errors in the arguments, and errors the library reports about them
-(`ValueError`, missing or existing files, unavailable data), print one line
-`pixel-keras: error: ...` on stderr and exit with status 2, without a
-traceback. TensorFlow and Keras are imported inside the command handlers, so
-that parsing and `--help` stay cheap.
+(`ValueError`, missing or existing files, unavailable data, unknown
+presets), print one line `pixel-keras: error: ...` on stderr and exit with
+status 2, without a traceback. TensorFlow and Keras are imported inside the
+command handlers, so that parsing and `--help` stay cheap.
 """
 
 import argparse
@@ -25,13 +37,31 @@ import sys
 
 PROG = "pixel-keras"
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")  # training.STRATEGIES
+# The keys of pixel_keras.models.registry.MODELS (not imported: parsing and
+# --help stay free of Keras).
+MODEL_NAMES = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn")
 
-# Command line option -> model argument. A later `--preset NAME` option fills
-# the same dict from a zoo preset before these explicit options override it.
+# Command line option (argparse dest) -> model argument. An option is sent
+# only to models whose constructor takes the argument
+# (`training.model_arguments`); a preset's config is the base they override.
 MODEL_OPTIONS = {
     "hidden_maps": "hidden_maps",
-    "residual_blocks": "num_residual_blocks",
     "output_maps": "output_maps",
+    "residual_blocks": "num_residual_blocks",
+    "num_layers": "num_layers",
+    "kernel_size": "kernel_size",
+    "residual": "residual",
+    "num_classes": "num_classes",
+}
+# argparse dest -> option as typed, for messages.
+OPTION_FLAGS = {
+    "hidden_maps": "--hidden-maps",
+    "output_maps": "--output-maps",
+    "residual_blocks": "--residual-blocks",
+    "num_layers": "--num-layers",
+    "kernel_size": "--kernel-size",
+    "residual": "--no-residual",
+    "num_classes": "--num-classes",
 }
 
 
@@ -92,6 +122,7 @@ def build_parser():
     _add_train(commands)
     _add_evaluate(commands)
     _add_sample(commands)
+    _add_zoo(commands)
     return parser
 
 
@@ -104,31 +135,63 @@ def _add_train(commands):
         "OUT/state.json), a sample grid per epoch (OUT/samples) and "
         "TensorBoard logs (OUT/logs), and prints test bits/dim every epoch.",
     )
-    model = p.add_argument_group("model")
-    model.add_argument(
-        "--model", default="pixelcnn", help="architecture (default: pixelcnn)"
+    model = p.add_argument_group(
+        "model",
+        "Each option below goes to the models that take it; the defaults are "
+        "the model's (or the preset's).",
     )
-    # Room for `--preset NAME` (zoo presets) here.
+    model.add_argument(
+        "--model",
+        choices=MODEL_NAMES,
+        help="architecture (default: the preset's, else pixelcnn)",
+    )
+    model.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="zoo preset name or directory: its model and config "
+        "(`pixel-keras zoo list`); the options below override single arguments",
+    )
     model.add_argument(
         "--hidden-maps",
         type=_positive_int,
-        help="h: hidden feature maps (model default)",
+        help="h: hidden feature maps (all models)",
+    )
+    model.add_argument(
+        "--output-maps", type=_positive_int, help="output stack maps (all models)"
     )
     model.add_argument(
         "--residual-blocks",
         type=_non_negative_int,
-        help="residual blocks (model default)",
+        help="residual blocks (pixelcnn)",
     )
     model.add_argument(
-        "--output-maps", type=_positive_int, help="output stack maps (model default)"
+        "--num-layers",
+        type=_positive_int,
+        help="LSTM layers or gated blocks (row_lstm, diagonal_bilstm, gated_pixelcnn)",
+    )
+    model.add_argument(
+        "--kernel-size",
+        type=_positive_int,
+        help="kernel size (pixelcnn, row_lstm, gated_pixelcnn)",
+    )
+    model.add_argument(
+        "--no-residual",
+        dest="residual",
+        action="store_const",
+        const=False,
+        help="no residual connections between LSTM layers (row_lstm, diagonal_bilstm)",
+    )
+    model.add_argument(
+        "--num-classes",
+        type=_positive_int,
+        help="class-conditional on the data set's labels (gated_pixelcnn)",
     )
 
     data = p.add_argument_group("data")
     data.add_argument(
         "--dataset",
-        default="fashion_mnist",
         help="fashion_mnist, digits, binarized_<name> or a TFDS name "
-        "(default: fashion_mnist)",
+        "(default: the preset's, else fashion_mnist)",
     )
     data.add_argument("--train-split", default="train", help="e.g. 'train[:5000]'")
     data.add_argument(
@@ -170,7 +233,9 @@ def _add_train(commands):
     )
 
     run = p.add_argument_group("run directory")
-    run.add_argument("--out", help="run directory (default: runs/MODEL_DATASET)")
+    run.add_argument(
+        "--out", help="run directory (default: runs/PRESET or runs/MODEL_DATASET)"
+    )
     exclusive = run.add_mutually_exclusive_group()
     exclusive.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in OUT"
@@ -197,17 +262,28 @@ def _add_train(commands):
     p.set_defaults(handler=_train)
 
 
+def _add_model_source(p, preset_help):
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="run directory (latest checkpoint) or .keras file; or use --preset",
+    )
+    p.add_argument("--preset", metavar="NAME", help=preset_help)
+
+
 def _add_evaluate(commands):
     p = commands.add_parser(
         "evaluate",
-        help="exact bits/dim of a checkpoint on a split",
+        help="exact bits/dim of a checkpoint or preset on a split",
         description="Mean negative log-likelihood (nats/image) and bits/dim of "
-        "a checkpoint over every image of a split.",
+        "a checkpoint, or of a preset's trained weights, over every image of "
+        "a split. Class-conditional models are evaluated with the data set's "
+        "labels.",
     )
-    p.add_argument(
-        "checkpoint", help="run directory (latest checkpoint) or .keras file"
+    _add_model_source(
+        p, "zoo preset name or directory with trained weights, instead of CHECKPOINT"
     )
-    p.add_argument("--dataset", help="data set (default: the run's)")
+    p.add_argument("--dataset", help="data set (default: the run's or the preset's)")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: 64)")
     p.add_argument("--data-dir", help="where to look for data files first")
@@ -218,12 +294,16 @@ def _add_evaluate(commands):
 def _add_sample(commands):
     p = commands.add_parser(
         "sample",
-        help="draw samples from a checkpoint into a PNG grid",
-        description="Draw images from a checkpoint, sub-pixel by sub-pixel, "
-        "and save them as one PNG grid.",
+        help="draw samples from a checkpoint or preset into a PNG grid",
+        description="Draw images from a checkpoint or a preset, sub-pixel by "
+        "sub-pixel, and save them as one PNG grid. A class-conditional model "
+        "draws --class-label, or the labels 0, 1, ... in turn (one column per "
+        "class).",
     )
-    p.add_argument(
-        "checkpoint", help="run directory (latest checkpoint) or .keras file"
+    _add_model_source(
+        p,
+        "zoo preset name or directory, instead of CHECKPOINT (its trained "
+        "weights; untrained, with a warning, when it has none)",
     )
     p.add_argument("--out", required=True, help="output .png path")
     p.add_argument(
@@ -237,7 +317,14 @@ def _add_sample(commands):
         help="softmax temperature (1.0)",
     )
     p.add_argument(
-        "--columns", type=_positive_int, help="grid columns (default: ~sqrt(N))"
+        "--class-label",
+        type=_non_negative_int,
+        help="class of every sample (class-conditional models only)",
+    )
+    p.add_argument(
+        "--columns",
+        type=_positive_int,
+        help="grid columns (default: one per class, else ~sqrt(N))",
     )
     p.add_argument(
         "--scale", type=_positive_int, help="pixel upscaling (default: auto)"
@@ -248,12 +335,45 @@ def _add_sample(commands):
     p.set_defaults(handler=_sample)
 
 
-def _version():
-    try:
-        from importlib.metadata import version
+def _add_zoo(commands):
+    p = commands.add_parser(
+        "zoo",
+        help="list and show model presets",
+        description="The model zoo: named presets (architecture config, "
+        "metadata, trained weights where they exist).",
+    )
+    sub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND")
+    sub.required = True
+    listing = sub.add_parser(
+        "list",
+        help="one line per preset",
+        description="One line per preset: name, model, data set, image shape, "
+        "parameters, and 'weights' where trained weights exist ('-' if not).",
+    )
+    listing.add_argument(
+        "pattern",
+        nargs="?",
+        metavar="PATTERN",
+        help="glob on the name, e.g. '*digits'; without * ? [ a substring",
+    )
+    listing.set_defaults(handler=_zoo_list)
+    show = sub.add_parser(
+        "show",
+        help="config and metadata of one preset",
+        description="The config and metadata of a preset (a name or a preset "
+        "directory).",
+    )
+    show.add_argument("name", metavar="NAME", help="preset name or directory")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
+    show.set_defaults(handler=_zoo_show)
 
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
         return version("pixel-keras")
-    except Exception:  # Not installed (running from a source tree).
+    except PackageNotFoundError:  # Not installed (running from a source tree).
         return "unknown"
 
 
@@ -262,19 +382,56 @@ def _version():
 # ---------------------------------------------------------------------------
 
 
+def _model_config(args, name):
+    """The model arguments given as options, checked against model `name`."""
+    from pixel_keras import training
+
+    given = {
+        dest: getattr(args, dest)
+        for dest in MODEL_OPTIONS
+        if getattr(args, dest) is not None
+    }
+    accepted = set(training.model_arguments(name))
+    wrong = [dest for dest in given if MODEL_OPTIONS[dest] not in accepted]
+    if wrong:
+        valid = [OPTION_FLAGS[d] for d in MODEL_OPTIONS if MODEL_OPTIONS[d] in accepted]
+        raise UsageError(
+            f"{', '.join(OPTION_FLAGS[d] for d in wrong)} "
+            f"{'does' if len(wrong) == 1 else 'do'} not apply to model "
+            f"{name!r}; its options: {', '.join(valid)}"
+        )
+    return {MODEL_OPTIONS[dest]: value for dest, value in given.items()}
+
+
 def _train(args):
     from pixel_keras import training
 
-    model_config = {
-        argument: getattr(args, option)
-        for option, argument in MODEL_OPTIONS.items()
-        if getattr(args, option) is not None
-    }
-    out = args.out or os.path.join("runs", f"{args.model}_{args.dataset}")
+    preset = None
+    if args.preset is not None:
+        from pixel_keras import zoo
+
+        preset = zoo.get_preset(args.preset)
+        if args.model is not None and args.model != preset.model:
+            raise UsageError(
+                f"--model {args.model} conflicts with --preset {args.preset}, "
+                f"a {preset.model} model; leave out --model"
+            )
+    name = args.model or (preset.model if preset else "pixelcnn")
+    model_config = _model_config(args, name)
+    dataset = args.dataset
+    if dataset is None and preset is None:
+        dataset = "fashion_mnist"
+    if args.out:
+        out = args.out
+    elif preset is not None:
+        out = os.path.join("runs", preset.name)
+    else:
+        out = os.path.join("runs", f"{name}_{dataset}")
     history = training.train(
-        args.model,
-        args.dataset,
+        name,
+        dataset,
         out,
+        preset=preset,
         model_config=model_config,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -311,26 +468,63 @@ def _run_dir_of(path):
     return parent if os.path.isfile(os.path.join(parent, "config.json")) else None
 
 
-def _check_checkpoint(path):
-    if not os.path.exists(path):
-        raise UsageError(f"no such checkpoint file or run directory: {path}")
+def _check_model_source(args):
+    """Exactly one of CHECKPOINT and --preset; the checkpoint must exist."""
+    if (args.checkpoint is None) == (args.preset is None):
+        raise UsageError(
+            "give exactly one of CHECKPOINT (a run directory or .keras file) "
+            "and --preset NAME"
+        )
+    if args.checkpoint is not None and not os.path.exists(args.checkpoint):
+        raise UsageError(f"no such checkpoint file or run directory: {args.checkpoint}")
+
+
+def _load_preset(name, weights):
+    """`zoo.load(name, weights)`; its warnings become `pixel-keras: warning:` lines."""
+    import warnings
+
+    from pixel_keras import zoo
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = zoo.load(name, weights=weights)
+    for warning in caught:
+        print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
+    return model
 
 
 def _evaluate(args):
-    _check_checkpoint(args.checkpoint)
+    _check_model_source(args)
     from pixel_keras import training
 
     dataset = args.dataset
-    if dataset is None:
-        run_dir = _run_dir_of(args.checkpoint)
-        config = training.read_config(run_dir) if run_dir else None
-        if not config or "dataset" not in config:
+    if args.preset is not None:
+        from pixel_keras import zoo
+
+        preset = zoo.get_preset(args.preset)
+        if preset.bundled_weights is None and not preset.metadata.get("weights_url"):
             raise UsageError(
-                f"--dataset is required: {args.checkpoint} is not in a run "
-                "directory with a config.json"
+                f"preset {preset.name!r} has no trained weights to evaluate; "
+                f"train it (pixel-keras train --preset {args.preset}) and "
+                "evaluate the run directory"
             )
-        dataset = config["dataset"]
-    model = training.load_checkpoint(args.checkpoint)
+        dataset = dataset or preset.metadata.get("dataset")
+        if dataset is None:
+            raise UsageError(
+                f"--dataset is required: preset {preset.name!r} names no data set"
+            )
+        model = _load_preset(args.preset, weights=True)
+    else:
+        if dataset is None:
+            run_dir = _run_dir_of(args.checkpoint)
+            config = training.read_config(run_dir) if run_dir else None
+            if not config or "dataset" not in config:
+                raise UsageError(
+                    f"--dataset is required: {args.checkpoint} is not in a run "
+                    "directory with a config.json"
+                )
+            dataset = config["dataset"]
+        model = training.load_checkpoint(args.checkpoint)
     result = training.evaluate(
         model, dataset, args.split, batch_size=args.batch_size, data_dir=args.data_dir
     )
@@ -351,23 +545,120 @@ def _sample(args):
         raise UsageError(f"--out must be a .png file, got {args.out!r}")
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
-    _check_checkpoint(args.checkpoint)
+    _check_model_source(args)
     from pixel_keras import training
     from pixel_keras.images import save_image_grid
 
-    model = training.load_checkpoint(args.checkpoint)
+    if args.preset is not None:
+        model = _load_preset(args.preset, weights="auto")
+    else:
+        model = training.load_checkpoint(args.checkpoint)
+    columns = args.columns
+    if training.is_class_conditional(model):
+        if args.class_label is None:
+            labels = training.sample_class_labels(model, args.num_samples)
+            columns = columns or training.sample_grid_columns(model, args.num_samples)
+        elif args.class_label >= model.num_classes:
+            raise UsageError(
+                f"--class-label must be < {model.num_classes} (the model's "
+                f"num_classes), got {args.class_label}"
+            )
+        else:
+            labels = args.class_label
+    elif args.class_label is not None:
+        raise UsageError(
+            "--class-label needs a class-conditional model; this "
+            f"{training.model_name(model)} model takes no class label"
+        )
+    else:
+        labels = None
     images = model.sample(
-        args.num_samples, seed=args.seed, temperature=args.temperature, verbose=0
+        args.num_samples,
+        seed=args.seed,
+        temperature=args.temperature,
+        verbose=0,
+        class_label=labels,
     )
     save_image_grid(
         images,
         args.out,
         num_levels=model.num_levels,
-        columns=args.columns,
+        columns=columns,
         scale=args.scale or training._scale(images),
         overwrite=args.overwrite,
     )
     print(f"Wrote {args.num_samples} samples to {args.out}")
+    return 0
+
+
+def _zoo_rows(names):
+    from pixel_keras import zoo
+
+    rows = []
+    for name in names:
+        preset = zoo.get_preset(name)
+        meta, config = preset.metadata, preset.config
+        shape = meta.get("image_shape") or config.get("image_shape")
+        params = meta.get("num_params")
+        if params is None:
+            params = zoo.count_params(preset)
+        has_weights = preset.bundled_weights is not None or meta.get("weights_url")
+        rows.append(
+            (
+                preset.name,
+                preset.model,
+                meta.get("dataset") or "-",
+                "x".join(map(str, shape)) if shape else "-",
+                f"{params:,}",
+                "weights" if has_weights else "-",
+            )
+        )
+    return rows
+
+
+def _zoo_list(args):
+    from pixel_keras import zoo
+
+    pattern = args.pattern
+    if pattern is not None and not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    names = zoo.list(pattern)
+    if not names:
+        raise UsageError(
+            f"no preset matches {args.pattern!r}. Available: {', '.join(zoo.list())}"
+        )
+    header = ("NAME", "MODEL", "DATASET", "IMAGE", "PARAMS", "WEIGHTS")
+    rows = [header, *_zoo_rows(names)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i == 4 else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def _zoo_show(args):
+    from pixel_keras import zoo
+
+    info = zoo.describe(args.name)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(f"{info['name']}: {info['model']}")
+    print(f"  weights: {info['weights'] or '-'}")
+    for section in ("config", "metadata"):
+        values = info[section]
+        print(f"{section}:")
+        if not values:
+            print("  -")
+        width = max((len(key) for key in values), default=0)
+        for key in sorted(values):
+            value = values[key]
+            if isinstance(value, (list, dict)):
+                value = json.dumps(value)
+            print(f"  {key.ljust(width)}  {value}")
     return 0
 
 

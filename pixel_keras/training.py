@@ -5,13 +5,24 @@
 ```
 strategy = get_strategy("auto")           # Mirrored over GPUs, else default
 with strategy.scope():
-    model = make_model("pixelcnn", image_shape=..., num_levels=..., **config)
+    model = make_model(name, image_shape=..., num_levels=..., **config)
     model.compile(keras.optimizers.Adam(learning_rate))   # NLL (nats/image)
-model.fit(train (images, images) pairs, validation_data=test pairs,
+model.fit(train (x, images) pairs, validation_data=test pairs,
           callbacks=[TensorBoard, RunMonitor])   # RunMonitor, per epoch:
               # print test bits/dim, write samples/epoch_XXX.png,
               # save checkpoints/epoch_XXX.keras and commit state.json
 ```
+
+Every model of `pixel_keras.models.registry.MODELS` trains this way
+(`"pixelcnn"`, `"row_lstm"`, `"diagonal_bilstm"`, `"gated_pixelcnn"`). The
+architecture comes from a name plus keyword arguments, or from a zoo preset
+(`train(preset="pixelcnn_digits")`: its config, with single arguments
+overridden; its image shape and levels must be the data set's).
+
+A class-conditional model (`gated_pixelcnn` with `num_classes`) is fed
+`x = {"images": images, "class_label": labels}` with the data set's labels,
+in training and in `evaluate`; its per-epoch sample grid draws the labels
+0, 1, ..., num_classes - 1 in turn, one column per class.
 
 A run directory holds
 
@@ -61,13 +72,11 @@ import keras
 import numpy as np
 
 from pixel_keras.images import save_image_grid
-from pixel_keras.models.pixel_cnn import PixelCNN
 
-# Model name -> class. Every class takes `image_shape` and `num_levels` plus
-# its own keyword arguments, and is registered with Keras serialization.
-MODELS = {
-    "pixelcnn": PixelCNN,
-}
+# Model name -> class (pixel_keras.models.registry). Every class takes
+# `image_shape` and `num_levels` plus its own keyword arguments, and is
+# registered with Keras serialization.
+from pixel_keras.models.registry import MODELS
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -89,10 +98,12 @@ def make_model(model="pixelcnn", *, image_shape, num_levels, **config):
     """Builds a registered model by name.
 
     Args:
-        model: a key of `MODELS` (`"pixelcnn"`).
+        model: a key of `MODELS` (`"pixelcnn"`, `"row_lstm"`,
+            `"diagonal_bilstm"`, `"gated_pixelcnn"`).
         image_shape: `(height, width, channels)`.
         num_levels: values per sub-pixel.
-        **config: the model class's own arguments (`hidden_maps`, ...).
+        **config: the model class's own arguments (`hidden_maps`, ...; see
+            `model_arguments(model)`).
 
     Returns:
         The model (uncompiled).
@@ -139,6 +150,88 @@ def model_name(model):
         if type(model) is cls:
             return name
     return type(model).__name__
+
+
+def is_class_conditional(model):
+    """Whether `model` takes a `class_label` input, fed from the data's labels.
+
+    Raises:
+        ValueError: if the model needs conditions other than `class_label`
+            (`condition`, `condition_map`), which a data set does not hold.
+    """
+    names = tuple(getattr(model, "condition_names", ()))
+    others = [name for name in names if name != "class_label"]
+    if others:
+        raise ValueError(
+            f"Training and evaluation feed images and class labels only; "
+            f"this {type(model).__name__} also needs {', '.join(others)}. "
+            f"Received: condition_names={names}"
+        )
+    return "class_label" in names
+
+
+def sample_class_labels(model, num_samples):
+    """Labels 0, 1, ..., K-1, 0, 1, ... for a class-conditional model, else None.
+
+    With the grid's column count set to K (`sample_grid_columns`), every
+    column of a sample grid shows one class.
+    """
+    if not is_class_conditional(model):
+        return None
+    return np.arange(num_samples, dtype="int32") % model.num_classes
+
+
+def sample_grid_columns(model, num_samples):
+    """Grid columns: one per class for a class-conditional model, else None."""
+    if not is_class_conditional(model):
+        return None
+    return max(1, min(num_samples, model.num_classes))
+
+
+def preset_architecture(preset, image_shape=None, num_levels=None, dataset=None):
+    """The model name and arguments of a zoo preset, for `make_model`/`train`.
+
+    Args:
+        preset: a preset name (`zoo.list()`), a preset directory, or a
+            `zoo.Preset`.
+        image_shape, num_levels: the data set's; when given, the preset's
+            must be the same.
+        dataset: the data set's name, for the error message.
+
+    Returns:
+        `(name, config)`: the registry name and the preset's model
+        arguments without `image_shape` and `num_levels`.
+
+    Raises:
+        ValueError: an unknown preset (listing the available ones), or a
+            preset made for other images.
+    """
+    from pixel_keras import zoo
+
+    if not isinstance(preset, zoo.Preset):
+        preset = zoo.get_preset(preset)
+    config = dict(preset.config)
+    preset_shape = config.pop("image_shape", None)
+    preset_levels = config.pop("num_levels", None)
+    mismatch = (
+        image_shape is not None
+        and preset_shape is not None
+        and tuple(preset_shape) != tuple(image_shape)
+    ) or (
+        num_levels is not None
+        and preset_levels is not None
+        and preset_levels != num_levels
+    )
+    if mismatch:
+        data_name = f"data set {dataset!r}" if dataset else "the data set"
+        raise ValueError(
+            f"Preset {preset.name!r} is for images {tuple(preset_shape or ())} "
+            f"with {preset_levels} levels; {data_name} has "
+            f"{tuple(image_shape or ())} with {num_levels} levels. Pick a "
+            "preset made for this data set (`pixel-keras zoo list`), or "
+            "choose the architecture without a preset."
+        )
+    return preset.model, config
 
 
 # ---------------------------------------------------------------------------
@@ -231,7 +324,7 @@ def num_replicas(strategy):
         return 1
     if hasattr(strategy, "num_replicas_in_sync"):
         return strategy.num_replicas_in_sync
-    return len(getattr(strategy, "device_mesh").devices.flatten())
+    return len(strategy.device_mesh.devices.flatten())
 
 
 def _is_multi_worker(strategy):
@@ -380,8 +473,13 @@ def make_dataset(
     seed=None,
     data_dir=None,
     shuffle_buffer=10_000,
+    class_labels=False,
 ):
-    """Batched `tf.data` of `(images, images)` pairs, images int32.
+    """Batched `tf.data` of `(x, images)` pairs, images int32.
+
+    `x` is the images, or with `class_labels=True` the dict
+    `{"images": images, "class_label": labels}` (int32 `[B]`, the data
+    set's labels) that class-conditional models take.
 
     Args:
         dataset: a name for `pixel_keras.data.load`.
@@ -392,6 +490,11 @@ def make_dataset(
         seed: shuffle seed.
         data_dir: passed to `data.load`.
         shuffle_buffer: shuffle buffer size.
+        class_labels: also feed the labels as the `class_label` input.
+
+    Raises:
+        ValueError: a bad batch size, or `class_labels` for a data set
+            without labels.
     """
     import tensorflow as tf
 
@@ -402,15 +505,28 @@ def make_dataset(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
     ds = data.load(dataset, split, data_dir=data_dir)
-    ds = ds.map(
-        lambda example: tf.cast(example["images"], tf.int32),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    if class_labels and "labels" not in ds.element_spec:
+        raise ValueError(
+            f"A class-conditional model needs labels, and data set {dataset!r} "
+            "has none. Train an unconditional model (no `num_classes`)."
+        )
+
+    def inputs(example):
+        images = tf.cast(example["images"], tf.int32)
+        if not class_labels:
+            return images
+        return {"images": images, "class_label": tf.cast(example["labels"], tf.int32)}
+
+    ds = ds.map(inputs, num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size).map(lambda x: (x, x))
+    ds = ds.batch(batch_size)
+    if class_labels:
+        ds = ds.map(lambda x: (x, x["images"]))
+    else:
+        ds = ds.map(lambda x: (x, x))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -643,7 +759,9 @@ class RunMonitor(keras.callbacks.Callback):
         run_dir: the run directory.
         epochs: total epochs (for messages).
         history: logs of the epochs before this `fit` call (on resume).
-        samples_per_epoch: images in the sample grid; 0 disables it.
+        samples_per_epoch: images in the sample grid; 0 disables it. A
+            class-conditional model draws the labels 0, 1, ... in turn, one
+            grid column per class.
         sample_seed: seed of the sample grid (the same every epoch, so grids
             show the same draws as the model improves).
         max_seconds: stop after the epoch that crosses this wall time
@@ -700,11 +818,18 @@ class RunMonitor(keras.callbacks.Callback):
         if self.chief:
             if self.samples_per_epoch:
                 images = self.model.sample(
-                    self.samples_per_epoch, seed=self.sample_seed, verbose=0
+                    self.samples_per_epoch,
+                    seed=self.sample_seed,
+                    verbose=0,
+                    class_label=sample_class_labels(self.model, self.samples_per_epoch),
                 )
                 path = os.path.join(self.run_dir, SAMPLES_DIR, f"epoch_{done:03d}.png")
                 save_image_grid(
-                    images, path, num_levels=self.model.num_levels, scale=_scale(images)
+                    images,
+                    path,
+                    num_levels=self.model.num_levels,
+                    columns=sample_grid_columns(self.model, self.samples_per_epoch),
+                    scale=_scale(images),
                 )
             save_checkpoint(
                 self.model,
@@ -797,15 +922,15 @@ def _scale(images):
 # ---------------------------------------------------------------------------
 
 
-def _resolve_model_arg(model, model_config):
+def _resolve_model_arg(model, model_config, default="pixelcnn"):
     """`(name, kwargs)` from a name + config or a config dict with "model"."""
     model_config = dict(model_config or {})
     if isinstance(model, dict):
         model = dict(model)
-        name = model.pop("model", "pixelcnn")
+        name = model.pop("model", default)
         model_config = {**model, **model_config}
     else:
-        name = model
+        name = default if model is None else model
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(
             f"Unknown model {name!r}. Available: {', '.join(sorted(MODELS))}"
@@ -892,10 +1017,11 @@ def _normalize(value):
 
 
 def train(
-    model="pixelcnn",
-    dataset="fashion_mnist",
+    model=None,
+    dataset=None,
     out_dir="runs/pixelcnn",
     *,
+    preset=None,
     model_config=None,
     epochs=10,
     batch_size=64,
@@ -916,13 +1042,19 @@ def train(
     """Trains a model and writes a run directory (see the module docstring).
 
     Args:
-        model: a `MODELS` name, or a config dict `{"model": name, **kwargs}`.
+        model: a `MODELS` name, or a config dict `{"model": name, **kwargs}`;
+            None for the preset's model, else `"pixelcnn"`.
         dataset: a `pixel_keras.data` name; it fixes `image_shape` and
-            `num_levels`.
+            `num_levels`. None for the preset's `metadata["dataset"]`, else
+            `"fashion_mnist"`.
         out_dir: the run directory.
-        model_config: the model's keyword arguments (`hidden_maps`, ...).
-            On resume, the checkpoint's configuration is used and any key
-            given here must match it.
+        preset: a zoo preset name or directory whose architecture to train
+            (model name and config); `model_config` overrides single
+            arguments. Its image shape and levels must be the data set's.
+        model_config: the model's keyword arguments (`hidden_maps`, ...;
+            `num_classes` makes a `gated_pixelcnn` class-conditional, fed
+            with the data set's labels). On resume, the checkpoint's
+            configuration is used and any key given here must match it.
         epochs: total epochs (on resume, training continues up to it).
         batch_size: global batch size.
         learning_rate: Adam learning rate (also applied on resume).
@@ -952,12 +1084,36 @@ def train(
     Raises:
         FileExistsError: `out_dir` holds a run and neither `resume` nor
             `overwrite` is set.
-        ValueError: bad arguments, or a resume that does not match the run.
+        ValueError: bad arguments, a preset for other images, a
+            class-conditional model on data without labels, or a resume
+            that does not match the run.
     """
     from pixel_keras import data
 
     start_time = time.monotonic()
-    name, model_config = _resolve_model_arg(model, model_config)
+    preset_name = None
+    if preset is not None:
+        from pixel_keras import zoo
+
+        preset = preset if isinstance(preset, zoo.Preset) else zoo.get_preset(preset)
+        preset_name = preset.name
+        if dataset is None:
+            dataset = preset.metadata.get("dataset")
+            if dataset is None:
+                raise ValueError(
+                    f"Preset {preset.name!r} names no data set in its metadata; "
+                    "pass `dataset`."
+                )
+    if dataset is None:
+        dataset = "fashion_mnist"
+    name, model_config = _resolve_model_arg(
+        model, model_config, default=preset.model if preset else "pixelcnn"
+    )
+    if preset is not None and name != preset.model:
+        raise ValueError(
+            f"Preset {preset.name!r} is a {preset.model!r} model. "
+            f"Received: model={name!r}"
+        )
     for arg, value, low in (
         ("epochs", epochs, 1),
         ("keep_checkpoints", keep_checkpoints, 1),
@@ -993,6 +1149,11 @@ def train(
             f"Data set {dataset!r} has images of variable size {info.image_shape}; "
             "pixel models need a fixed size."
         )
+    if preset is not None:
+        _, preset_config = preset_architecture(
+            preset, info.image_shape, info.num_levels, dataset
+        )
+        model_config = {**preset_config, **model_config}
 
     strategy = get_strategy(strategy)
     replicas = num_replicas(strategy)
@@ -1044,6 +1205,17 @@ def train(
             f"{net.num_levels} levels; {dataset!r} has {info.image_shape} with "
             f"{info.num_levels}."
         )
+    class_labels = is_class_conditional(net)
+    if class_labels and info.num_classes is None:
+        raise ValueError(
+            f"A class-conditional model needs labels, and data set {dataset!r} "
+            "has none. Train an unconditional model (no `num_classes`)."
+        )
+    if class_labels and info.num_classes > net.num_classes:
+        raise ValueError(
+            f"Data set {dataset!r} has {info.num_classes} classes; the model "
+            f"takes class labels below num_classes={net.num_classes}."
+        )
     if _is_multi_worker(strategy):
         _MultiWorkerShim.apply(net, strategy)
 
@@ -1051,6 +1223,8 @@ def train(
         "model": name,
         "model_config": net.get_config(),
         "model_args": model_config,
+        "preset": preset_name,
+        "class_conditional": class_labels,
         "dataset": dataset,
         "image_shape": list(info.image_shape),
         "num_levels": info.num_levels,
@@ -1080,8 +1254,11 @@ def train(
         repeat=steps_per_epoch is not None,
         seed=seed + initial_epoch,
         data_dir=data_dir,
+        class_labels=class_labels,
     )
-    test_ds = make_dataset(dataset, test_split, batch_size, data_dir=data_dir)
+    test_ds = make_dataset(
+        dataset, test_split, batch_size, data_dir=data_dir, class_labels=class_labels
+    )
     monitor = RunMonitor(
         out_dir,
         epochs,
@@ -1129,28 +1306,54 @@ def train(
 
 
 def evaluate(
-    model, dataset="fashion_mnist", split="test", batch_size=64, data_dir=None
+    model,
+    dataset="fashion_mnist",
+    split="test",
+    batch_size=64,
+    data_dir=None,
+    *,
+    class_label=None,
 ):
     """Exact mean negative log-likelihood of a model over a whole split.
+
+    A class-conditional model (`is_class_conditional`) is evaluated as
+    p(x | label), with the data set's labels.
 
     Args:
         model: a model, a `.keras` file or a run directory.
         dataset: a `pixel_keras.data` name, integer images `[N, H, W, C]`, or
-            a `tf.data.Dataset` of images or of `{"images": ...}` dicts
+            a `tf.data.Dataset` of images, of `{"images": ..., "labels" or
+            "class_label": ...}` dicts, or of `(x, y)` pairs with such an `x`
             (batched or not).
         split: the split, when `dataset` is a name.
         batch_size: images per forward pass.
+        data_dir: passed to `pixel_keras.data`.
+        class_label: with image arrays, their labels `[N]` (or one int) for
+            a class-conditional model.
 
     Returns:
         `{"nats_per_image", "bits_per_dim", "num_images"}`: the NLL summed in
         float64 over every image of the split, divided by its size (not a
         mean of batch means).
+
+    Raises:
+        ValueError: an empty split, or a class-conditional model without
+            labels.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_checkpoint(os.fspath(model), compile=False)
+    conditional = is_class_conditional(model)
     total, count = 0.0, 0
-    for images in _image_batches(dataset, split, batch_size, data_dir):
-        nll = -model.log_prob(images, batch_size=batch_size)
+    for images, labels in _image_batches(
+        dataset, split, batch_size, data_dir, class_label
+    ):
+        if conditional and labels is None:
+            raise ValueError(
+                "This model is class-conditional: evaluate it on data with "
+                "labels (or pass `class_label` with image arrays)."
+            )
+        conditions = {"class_label": labels} if conditional else {}
+        nll = -model.log_prob(images, batch_size=batch_size, **conditions)
         total += float(np.sum(nll.astype("float64")))
         count += len(images)
     if count == 0:
@@ -1164,25 +1367,34 @@ def evaluate(
     }
 
 
-def _image_batches(dataset, split, batch_size, data_dir):
-    """Yields NumPy integer image batches."""
-    if isinstance(dataset, np.ndarray) or isinstance(dataset, (list, tuple)):
+def _image_batches(dataset, split, batch_size, data_dir, class_label=None):
+    """Yields NumPy `(images, labels)` batches; labels None where there are none."""
+    if isinstance(dataset, (np.ndarray, list, tuple)):
         images = np.asarray(dataset)
+        labels = None if class_label is None else np.asarray(class_label)
         for i in range(0, len(images), batch_size):
-            yield images[i : i + batch_size]
+            batch_labels = labels
+            if labels is not None and labels.ndim:
+                batch_labels = labels[i : i + batch_size]
+            yield images[i : i + batch_size], batch_labels
         return
     if isinstance(dataset, str):
         from pixel_keras import data
 
         dataset = data.load(dataset, split, data_dir=data_dir)
-    spec = dataset.element_spec
-    if isinstance(spec, dict):
-        dataset = dataset.map(lambda example: example["images"])
-        spec = dataset.element_spec
-    if isinstance(spec, tuple):  # (images, targets) pairs.
-        dataset = dataset.map(lambda x, *_: x)
-        spec = dataset.element_spec
-    if spec.shape.rank == 3:
+
+    def as_dict(x, *_):  # (x, y) pairs: keep x.
+        if not isinstance(x, dict):
+            return {"images": x}
+        out = {"images": x["images"]}
+        for key in ("class_label", "labels"):
+            if key in x:
+                out["labels"] = x[key]
+                break
+        return out
+
+    dataset = dataset.map(as_dict)
+    if dataset.element_spec["images"].shape.rank == 3:
         dataset = dataset.batch(batch_size)
-    for images in dataset.as_numpy_iterator():
-        yield images
+    for batch in dataset.as_numpy_iterator():
+        yield batch["images"], batch.get("labels")

@@ -10,18 +10,42 @@ from pixel_keras import cli, training
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["train"],
+        ["evaluate"],
+        ["sample"],
+        ["zoo"],
+        ["zoo", "list"],
+        ["zoo", "show"],
+    ],
+)
 def test_help(command, capsys):
     assert cli.main([*command, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: pixel-keras {' '.join(command)}".rstrip())
     if command == ["train"]:
-        for option in ("--max-minutes", "--resume", "--strategy", "--residual-blocks"):
+        for option in (
+            "--max-minutes", "--resume", "--strategy", "--residual-blocks",
+            "--preset", "--num-layers", "--kernel-size", "--no-residual",
+            "--num-classes",
+        ):  # fmt: skip
             assert option in out
+    if command in (["evaluate"], ["sample"]):
+        assert "--preset" in out and "[checkpoint]" in out
 
 
-def test_strategy_choices_match_the_library():
+def test_choices_match_the_library():
+    from pixel_keras.models.registry import MODELS
+
     assert cli.STRATEGIES == training.STRATEGIES
+    assert sorted(cli.MODEL_NAMES) == sorted(MODELS)
+    # Every option maps to an argument of at least one model.
+    arguments = {a for name in MODELS for a in training.model_arguments(name)}
+    assert set(cli.MODEL_OPTIONS.values()) <= arguments
+    assert set(cli.OPTION_FLAGS) == set(cli.MODEL_OPTIONS)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +59,10 @@ def test_strategy_choices_match_the_library():
         (["train", "--resume", "--overwrite"], "not allowed with argument --resume"),
         (["sample", "run"], "the following arguments are required: --out"),
         (["sample", "run", "--out", "x.png", "--temperature", "0"], "must be a finite"),
+        (["train", "--model", "nope"], "argument --model: invalid choice: 'nope'"),
+        (["sample", "run", "--out", "x.png", "--class-label", "-1"], "must be >= 0"),
+        (["zoo"], "the following arguments are required: ZOO_COMMAND"),
+        (["zoo", "show"], "the following arguments are required: NAME"),
     ],
 )
 def test_parse_errors_exit_2_with_one_error_line(argv, message, capsys):
@@ -47,11 +75,8 @@ def test_parse_errors_exit_2_with_one_error_line(argv, message, capsys):
 
 def test_library_errors_exit_2_without_traceback(tmp_path, capsys):
     out = str(tmp_path / "run")
+    png = str(tmp_path / "s.png")
     cases = [
-        (
-            ["train", "--model", "nope", "--dataset", "digits", "--out", out],
-            "Unknown model 'nope'. Available: pixelcnn",
-        ),
         (
             ["train", "--dataset", "no_such_data_set_xyz", "--out", out],
             "no_such_data_set",
@@ -60,6 +85,56 @@ def test_library_errors_exit_2_without_traceback(tmp_path, capsys):
         (["evaluate", str(tmp_path)], "--dataset is required"),
         (["evaluate", str(tmp_path), "--dataset", "digits"], "No checkpoint in"),
         (["sample", str(tmp_path), "--out", str(tmp_path / "s.jpg")], "must be a .png"),
+        # Model options go only to the models that take them.
+        (
+            ["train", "--model", "row_lstm", "--residual-blocks", "2", "--out", out],
+            (
+                "--residual-blocks does not apply to model 'row_lstm'; its options: "
+                "--hidden-maps, --output-maps, --num-layers, --kernel-size, "
+                "--no-residual"
+            ),
+        ),
+        (
+            ["train", "--model", "diagonal_bilstm", "--kernel-size", "3"]
+            + ["--num-classes", "10", "--out", out],
+            "--kernel-size, --num-classes do not apply to model 'diagonal_bilstm'",
+        ),
+        (["train", "--num-layers", "2", "--out", out], "model 'pixelcnn'"),
+        (
+            ["train", "--preset", "pixelcnn_digits", "--no-residual", "--out", out],
+            "--no-residual does not apply to model 'pixelcnn'",
+        ),
+        # Presets: the architecture must fit the data set.
+        (
+            ["train", "--preset", "pixelcnn_digits", "--dataset", "fashion_mnist"]
+            + ["--out", out],
+            (
+                "Preset 'pixelcnn_digits' is for images (8, 8, 1) with 17 levels; "
+                "data set 'fashion_mnist' has (28, 28, 1) with 256 levels."
+            ),
+        ),
+        (
+            [
+                "train",
+                "--preset",
+                "row_lstm_digits",
+                "--model",
+                "pixelcnn",
+                "--out",
+                out,
+            ],
+            "--model pixelcnn conflicts with --preset row_lstm_digits, a row_lstm",
+        ),
+        # Exactly one of CHECKPOINT and --preset.
+        (["evaluate"], "give exactly one of CHECKPOINT"),
+        (
+            ["sample", str(tmp_path), "--preset", "test_pixelcnn", "--out", png],
+            "exactly one",
+        ),
+        (
+            ["evaluate", "--preset", "test_pixelcnn"],
+            "preset 'test_pixelcnn' has no trained weights to evaluate",
+        ),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
@@ -115,11 +190,13 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     sample = ["sample", out, "--out", png, "--num-samples", "4", "--seed", "3"]
     assert cli.main(sample) == 0
     assert f"Wrote 4 samples to {png}" in capsys.readouterr().out
-    first = open(png, "rb").read()
+    with open(png, "rb") as f:
+        first = f.read()
     assert cli.main(sample) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert cli.main([*sample, "--overwrite"]) == 0
-    assert open(png, "rb").read() == first
+    with open(png, "rb") as f:
+        assert f.read() == first
     from PIL import Image
 
     with Image.open(png) as image:
@@ -129,6 +206,7 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     result = subprocess.run(
         [sys.executable, "-m", "pixel_keras", "train", "--batch-size", "-3"],
+        check=False,
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -140,3 +218,231 @@ def test_python_dash_m_entry_point():
     assert result.stderr.strip().splitlines()[-1] == (
         "pixel-keras train: error: argument --batch-size: must be >= 1, got -3"
     )
+
+
+# ---- every model through the CLI ---------------------------------------------
+
+FAST = [
+    "--dataset", "digits", "--epochs", "1", "--steps-per-epoch", "2",
+    "--batch-size", "8", "--test-split", "test[:20]", "--verbose", "0",
+    "--seed", "1",
+]  # fmt: skip
+TINY = ["--hidden-maps", "4", "--output-maps", "8", "--num-layers", "1"]
+MODEL_RUNS = {
+    "row_lstm": (
+        [*TINY, "--kernel-size", "3", "--samples-per-epoch", "0"],
+        {"hidden_maps": 4, "output_maps": 8, "num_layers": 1, "kernel_size": 3},
+    ),
+    "diagonal_bilstm": (
+        [*TINY, "--no-residual", "--samples-per-epoch", "0"],
+        {"hidden_maps": 4, "output_maps": 8, "num_layers": 1, "residual": False},
+    ),
+    "gated_pixelcnn": (
+        [
+            *TINY,
+            "--kernel-size",
+            "3",
+            "--num-classes",
+            "10",
+            "--samples-per-epoch",
+            "4",
+        ],
+        {
+            "hidden_maps": 4,
+            "output_maps": 8,
+            "num_layers": 1,
+            "kernel_size": 3,
+            "num_classes": 10,
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def model_runs(tmp_path_factory):
+    """One 2-step training run per model (shared by the tests below)."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for name, (argv, _) in MODEL_RUNS.items():
+        out = str(root / name)
+        assert cli.main(["train", *FAST, "--model", name, *argv, "--out", out]) == 0
+        runs[name] = out
+    return runs
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("name", sorted(MODEL_RUNS))
+def test_train_evaluate_sample_every_model(name, model_runs, tmp_path, capsys):
+    out = model_runs[name]
+    config = training.read_config(out)
+    assert config["model"] == name and config["dataset"] == "digits"
+    assert config["model_args"] == MODEL_RUNS[name][1]
+    assert config["class_conditional"] == (name == "gated_pixelcnn")
+    for argument, value in MODEL_RUNS[name][1].items():
+        assert config["model_config"][argument] == value
+
+    # evaluate: the same bits/dim as the epoch's test bits/dim (with the
+    # labels for the class-conditional model).
+    assert cli.main(["evaluate", out, "--split", "test[:20]", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    last = training.read_state(out)["history"][-1]
+    assert result["num_images"] == 20
+    assert result["bits_per_dim"] == pytest.approx(last["val_bits_per_dim"], rel=1e-5)
+
+    png = str(tmp_path / "samples.png")
+    sample = ["sample", out, "--out", png, "--num-samples", "2", "--overwrite"]
+    assert cli.main(sample) == 0
+    assert f"Wrote 2 samples to {png}" in capsys.readouterr().out
+    if name != "gated_pixelcnn":
+        assert cli.main([*sample, "--class-label", "1"]) == 2
+        assert (
+            "--class-label needs a class-conditional model" in capsys.readouterr().err
+        )
+        return
+
+    from PIL import Image
+
+    # The epoch grid and a default sample grid: one column per class drawn.
+    with Image.open(os.path.join(out, "samples", "epoch_001.png")) as image:
+        width, height = image.size
+        assert width > 3 * height  # 4 samples, labels 0..3, one row
+    assert cli.main([*sample, "--class-label", "3"]) == 0
+    capsys.readouterr()
+    assert cli.main([*sample, "--class-label", "10"]) == 2
+    assert "--class-label must be < 10" in capsys.readouterr().err
+
+
+# ---- presets ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def preset_run(tmp_path_factory):
+    """`train --preset pixelcnn_digits` (data set from the preset), smaller."""
+    out = str(tmp_path_factory.mktemp("preset") / "run")
+    argv = [
+        "train", "--preset", "pixelcnn_digits", "--epochs", "1",
+        "--steps-per-epoch", "2", "--batch-size", "8", "--test-split",
+        "test[:20]", "--samples-per-epoch", "0", "--hidden-maps", "8",
+        "--residual-blocks", "1", "--verbose", "0", "--out", out,
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    return out
+
+
+@pytest.mark.tf_only
+def test_train_from_preset_and_use_it_as_a_preset(preset_run, tmp_path, capsys):
+    from pixel_keras import zoo
+
+    config = training.read_config(preset_run)
+    assert config["preset"] == "pixelcnn_digits" and config["dataset"] == "digits"
+    assert config["model"] == "pixelcnn"
+    # The preset's config, with the two options given overriding it.
+    assert config["model_args"] == {
+        "hidden_maps": 8, "num_residual_blocks": 1, "output_maps": 32,
+    }  # fmt: skip
+
+    # The trained model as a preset directory: evaluate and sample take it.
+    preset_dir = zoo.save_preset(
+        training.load_checkpoint(preset_run), tmp_path / "digits_preset",
+        {"dataset": "digits"},
+    )  # fmt: skip
+    evaluate = ["evaluate", "--preset", str(preset_dir), "--split", "test[:20]"]
+    assert cli.main([*evaluate, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    last = training.read_state(preset_run)["history"][-1]
+    assert result["dataset"] == "digits"
+    assert result["bits_per_dim"] == pytest.approx(last["val_bits_per_dim"], rel=1e-5)
+    png = str(tmp_path / "trained.png")
+    assert cli.main(["sample", "--preset", str(preset_dir), "--out", png]) == 0
+    captured = capsys.readouterr()
+    assert f"Wrote 16 samples to {png}" in captured.out
+    assert "warning" not in captured.err
+
+    assert cli.main(["zoo", "show", str(preset_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("digits_preset: pixelcnn\n")
+    assert "model.weights.h5" in shown
+
+
+@pytest.mark.tf_only
+def test_sample_untrained_preset_warns(tmp_path, capsys):
+    png = str(tmp_path / "untrained.png")
+    argv = ["sample", "--preset", "test_pixelcnn", "--out", png, "--num-samples", "2"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"Wrote 2 samples to {png}" in captured.out
+    assert captured.err.startswith(
+        "pixel-keras: warning: Preset 'test_pixelcnn' has no trained weights; "
+        "returning the untrained architecture."
+    )
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+
+
+def test_zoo_list(capsys):
+    from pixel_keras import zoo
+
+    assert cli.main(["zoo", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "MODEL",
+        "DATASET",
+        "IMAGE",
+        "PARAMS",
+        "WEIGHTS",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == zoo.list()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["pixelcnn_digits"] == [
+        "pixelcnn_digits", "pixelcnn", "digits", "8x8x1", "10,001", "-",
+    ]  # fmt: skip
+    assert rows["test_gated_pixelcnn_conditional"][1:4] == [
+        "gated_pixelcnn", "fashion_mnist", "8x8x1",
+    ]  # fmt: skip
+
+    # A glob, or a substring.
+    for pattern in ("*digits", "digits"):
+        assert cli.main(["zoo", "list", pattern]) == 0
+        names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+        assert names == zoo.list("*digits") and len(names) >= 4
+    assert cli.main(["zoo", "list", "no_such_*"]) == 2
+    assert "no preset matches 'no_such_*'. Available: " in capsys.readouterr().err
+
+
+def test_zoo_show(capsys):
+    from pixel_keras import zoo
+
+    assert cli.main(["zoo", "show", "test_gated_pixelcnn_conditional"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test_gated_pixelcnn_conditional: gated_pixelcnn\n")
+    assert "  weights: -\n" in out
+    assert "\nconfig:\n" in out and "\nmetadata:\n" in out
+    assert "  num_classes  10\n" in out and "  image_shape  [8, 8, 1]\n" in out
+    assert cli.main(["zoo", "show", "test_pixelcnn", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == json.loads(json.dumps(zoo.describe("test_pixelcnn")))
+    assert shown["config"]["num_residual_blocks"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["zoo", "show", "no_such_preset"],
+        ["train", "--preset", "no_such_preset"],
+        ["evaluate", "--preset", "no_such_preset"],
+        ["sample", "--preset", "no_such_preset", "--out", "x.png"],
+    ],
+)
+def test_unknown_preset_exits_2_listing_the_presets(argv, capsys):
+    from pixel_keras import zoo
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "pixel-keras: error: Unknown preset 'no_such_preset'. Available: "
+    )
+    assert ", ".join(zoo.list()) in err

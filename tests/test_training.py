@@ -59,6 +59,52 @@ def event_tags(log_dir):
 # ---- registry and strategies ------------------------------------------------
 
 
+# Tiny architectures of every registered model.
+TINY_CONFIGS = {
+    "pixelcnn": TINY,
+    "row_lstm": dict(hidden_maps=4, num_layers=1, output_maps=8, kernel_size=3),
+    "diagonal_bilstm": dict(hidden_maps=4, num_layers=1, output_maps=8, residual=False),
+    "gated_pixelcnn": dict(hidden_maps=4, num_layers=1, output_maps=8, num_classes=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
+def test_make_model_every_registered_model(name):
+    from pixel_keras.models.registry import MODELS, get_model_class
+
+    model = training.make_model(
+        name, image_shape=(8, 8, 1), num_levels=17, **TINY_CONFIGS[name]
+    )
+    assert type(model) is MODELS[name] is get_model_class(name)
+    assert training.model_name(model) == name
+    assert model.image_shape == (8, 8, 1) and model.num_levels == 17
+    assert set(TINY_CONFIGS[name]) <= set(training.model_arguments(name))
+    for argument, value in TINY_CONFIGS[name].items():
+        assert model.get_config()[argument] == value
+    assert training.is_class_conditional(model) == (name == "gated_pixelcnn")
+    labels = training.sample_class_labels(model, 12)
+    if name == "gated_pixelcnn":
+        np.testing.assert_array_equal(labels, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+        assert training.sample_grid_columns(model, 12) == 10
+        assert training.sample_grid_columns(model, 4) == 4
+    else:
+        assert labels is None and training.sample_grid_columns(model, 12) is None
+
+
+def test_model_arguments_per_model():
+    assert "num_residual_blocks" in training.model_arguments("pixelcnn")
+    assert "num_residual_blocks" not in training.model_arguments("row_lstm")
+    assert "kernel_size" not in training.model_arguments("diagonal_bilstm")
+    assert "residual" in training.model_arguments("diagonal_bilstm")
+    assert "num_classes" in training.model_arguments("gated_pixelcnn")
+    with pytest.raises(
+        ValueError, match=r"argument\(s\) for model 'row_lstm': num_residual_blocks"
+    ):
+        training.make_model(
+            "row_lstm", image_shape=(8, 8, 1), num_levels=17, num_residual_blocks=1
+        )
+
+
 def test_make_model_registry():
     model = training.make_model(
         "pixelcnn", image_shape=(8, 8, 1), num_levels=17, **TINY
@@ -66,7 +112,9 @@ def test_make_model_registry():
     assert model.hidden_maps == 8 and model.image_shape == (8, 8, 1)
     assert training.model_name(model) == "pixelcnn"
     with pytest.raises(
-        ValueError, match="Unknown model 'pixel_rnn'. Available: pixelcnn"
+        ValueError,
+        match="Unknown model 'pixel_rnn'. Available: diagonal_bilstm, "
+        "gated_pixelcnn, pixelcnn, row_lstm",
     ):
         training.make_model("pixel_rnn", image_shape=(8, 8, 1), num_levels=17)
     with pytest.raises(
@@ -265,6 +313,80 @@ def test_train_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="`num_levels` comes from the data set"):
         training.train({"model": "pixelcnn", "num_levels": 4}, "digits", out)
     assert not os.path.exists(out)
+
+
+def test_preset_architecture_and_train_checks(tmp_path):
+    name, config = training.preset_architecture("pixelcnn_digits", (8, 8, 1), 17)
+    assert name == "pixelcnn"
+    assert config == {"hidden_maps": 16, "num_residual_blocks": 2, "output_maps": 32}
+    with pytest.raises(
+        ValueError,
+        match=r"Preset 'pixelcnn_digits' is for images \(8, 8, 1\) with 17 levels; "
+        r"data set 'fashion_mnist' has \(28, 28, 1\) with 256 levels",
+    ):
+        training.preset_architecture(
+            "pixelcnn_digits", (28, 28, 1), 256, "fashion_mnist"
+        )
+    with pytest.raises(ValueError, match="Unknown preset 'nope'. Available: "):
+        training.preset_architecture("nope")
+    out = str(tmp_path / "run")
+    with pytest.raises(ValueError, match="Preset 'test_row_lstm' is for images"):
+        training.train(preset="test_row_lstm", dataset="digits", out_dir=out)
+    with pytest.raises(ValueError, match="Preset 'row_lstm_digits' is a 'row_lstm'"):
+        training.train("pixelcnn", out_dir=out, preset="row_lstm_digits")
+    assert not os.path.exists(out)
+
+
+def test_make_dataset_feeds_class_labels():
+    from pixel_keras import data
+
+    images, labels = data.to_numpy(data.load("digits", "test[:10]"))
+    x, y = next(
+        iter(training.make_dataset("digits", "test[:10]", 10, class_labels=True))
+    )
+    assert set(x) == {"images", "class_label"}
+    assert x["images"].dtype == x["class_label"].dtype == "int32"
+    np.testing.assert_array_equal(x["images"], images)
+    np.testing.assert_array_equal(y, images)
+    np.testing.assert_array_equal(x["class_label"], labels)
+    x, y = next(iter(training.make_dataset("digits", "test[:10]", 10)))
+    np.testing.assert_array_equal(x, images)
+
+
+def test_evaluate_class_conditional_uses_the_labels():
+    import tensorflow as tf
+
+    from pixel_keras import data
+
+    model = training.make_model(
+        "gated_pixelcnn",
+        image_shape=(8, 8, 1),
+        num_levels=17,
+        **TINY_CONFIGS["gated_pixelcnn"],
+    )
+    # Make the labels matter: large weights from the one-hot label to the gates.
+    for weight in model.weights:
+        if "condition" in weight.path and len(weight.shape) == 2:
+            weight.assign(np.random.default_rng(0).normal(size=weight.shape) * 2.0)
+    images, labels = data.to_numpy(data.load("digits", "test[:40]"))
+    expected = model.bits_per_dim(images, class_label=labels).astype("float64").mean()
+    result = training.evaluate(model, "digits", "test[:40]", batch_size=16)
+    assert result["num_images"] == 40
+    assert result["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
+    # Arrays with labels, and (x, y) pairs as `fit` takes them: the same.
+    arrays = training.evaluate(model, images, batch_size=16, class_label=labels)
+    assert arrays["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
+    pairs = tf.data.Dataset.from_tensor_slices(
+        ({"images": images, "class_label": labels}, images)
+    )
+    assert training.evaluate(model, pairs, batch_size=16)[
+        "bits_per_dim"
+    ] == pytest.approx(expected, rel=1e-6)
+    # Other labels give another likelihood; no labels is an error.
+    zeros = training.evaluate(model, images, class_label=0)
+    assert zeros["bits_per_dim"] != pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="This model is class-conditional"):
+        training.evaluate(model, images)
 
 
 # ---- evaluation ---------------------------------------------------------------
