@@ -1,0 +1,450 @@
+"""Export to TensorFlow SavedModel for TF Serving (TensorFlow backend only).
+
+`export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the
+layout TF Serving polls, with four signatures (all `tensorflow/serving/predict`,
+batch dimension first and unknown; conditional models also take their
+conditions, e.g. `class_label` int32 `[N]`, in every signature):
+
+```
+serving_default  images uint8 [N,H,W,C]                -> log_prob [N] (nats),
+                                                           bits_per_dim [N]
+sample           seed int64 [N], temperature float32 [] -> images uint8 [N,H,W,C]
+sample_step      images, position int32 [], seed, temperature
+                                                        -> images, probs [N,K]
+complete         images, known uint8 [N,H,W,C], seed, temperature -> images
+```
+
+Sampling runs entirely in the graph: `sample` and `complete` are one
+`tf.while_loop` (`sampling.naive_steps`) over all H*W*C sub-pixels. The noise
+is counter-based (`sampling.gumbel_noise`): sample n at step t depends only on
+(seed_n mod 2**32, t), so
+
+```
+canvas = zeros
+for t in range(H * W * C):
+    canvas, probs = sample_step(canvas, position=t, seed=s, temperature=T)
+```
+
+gives exactly `sample(seed=s, temperature=T)`, and exactly
+`model.sample(len(s), seed=s, temperature=T)` in Python: a stateless server
+can stream a sample one sub-pixel at a time (`pixel_keras.serving`).
+
+Bad requests fail with InvalidArgument instead of returning garbage: the
+signatures fix dtypes and ranks, and in-graph assertions check `position`,
+`class_label`, `temperature` and matching batch sizes.
+
+NOTE: the graph holds only standard TensorFlow ops (no py_function, no custom
+ops), so TF Serving's C++ loader runs it as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+
+SIGNATURE_NAMES = ("serving_default", "sample", "sample_step", "complete")
+_VERSION = re.compile(r"^[0-9]+$")
+
+
+def _tf():
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "SavedModel export needs the TensorFlow backend. "
+            f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
+        )
+    import tensorflow as tf
+
+    return tf
+
+
+def versions(base_dir: str | os.PathLike) -> list[int]:
+    """The integer versions already exported under `base_dir` (sorted)."""
+    base = Path(base_dir)
+    if not base.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION.match(p.name)
+    )
+
+
+def _condition_specs(model, tf):
+    """TensorSpecs for the model's conditioning inputs, batch first."""
+    specs = {}
+    for tensor in model.inputs or ():
+        if tensor.name == "images":
+            continue
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        dtype = tf.int32 if "int" in dtype else tf.float32
+        specs[tensor.name] = tf.TensorSpec(
+            (None, *tensor.shape[1:]), dtype, name=tensor.name
+        )
+    return specs
+
+
+def _named(fn, names):
+    """Wraps `fn(**kwargs)` as a positional function of `names`.
+
+    The signature's input keys come from the TensorSpec names, so one generic
+    body serves models with any set of conditions.
+    """
+
+    def positional(*args):
+        return fn(**dict(zip(names, args, strict=True)))
+
+    return positional
+
+
+def build_signatures(model) -> dict:
+    """Returns {signature name: tf.function with an input signature}.
+
+    Args:
+        model: an `AutoregressiveImageModel` (built, TensorFlow backend).
+    """
+    tf = _tf()
+    from pixel_keras import distributions, sampling
+
+    height, width, channels = (int(d) for d in model.image_shape)
+    num_steps = height * width * channels
+    num_levels = int(model.num_levels)
+    num_classes = getattr(model, "num_classes", None)
+    image_dtype = tf.uint8 if num_levels <= 256 else tf.int32
+    image_spec = tf.TensorSpec((None, height, width, channels), image_dtype, "images")
+    known_spec = tf.TensorSpec((None, height, width, channels), tf.uint8, "known")
+    seed_spec = tf.TensorSpec((None,), tf.int64, "seed")
+    temperature_spec = tf.TensorSpec((), tf.float32, "temperature")
+    position_spec = tf.TensorSpec((), tf.int32, "position")
+    condition_specs = _condition_specs(model, tf)
+    condition_names = tuple(condition_specs)
+
+    def check_conditions(batch, conditions):
+        """Asserts batch sizes and class labels; returns control deps."""
+        checks = []
+        for name, value in conditions.items():
+            checks.append(
+                tf.debugging.assert_equal(
+                    tf.shape(value)[0],
+                    batch,
+                    message=f"`{name}` must have one entry per image (batch size)",
+                )
+            )
+        label = conditions.get("class_label")
+        if label is not None and num_classes:
+            checks.append(
+                tf.debugging.assert_non_negative(
+                    label, message="`class_label` values must be >= 0"
+                )
+            )
+            checks.append(
+                tf.debugging.assert_less(
+                    label,
+                    tf.constant(num_classes, tf.int32),
+                    message=f"`class_label` values must be < num_classes={num_classes}",
+                )
+            )
+        return checks
+
+    def check_images(images, name="images"):
+        if num_levels >= 256 and images.dtype == tf.uint8:
+            return []
+        return [
+            tf.debugging.assert_non_negative(
+                tf.cast(images, tf.int32), message=f"`{name}` values must be >= 0"
+            ),
+            tf.debugging.assert_less(
+                tf.cast(images, tf.int32),
+                tf.constant(num_levels, tf.int32),
+                message=f"`{name}` values must be < num_levels={num_levels}",
+            ),
+        ]
+
+    def check_sampling(seed, temperature):
+        return [
+            tf.debugging.assert_positive(
+                temperature, message="`temperature` must be > 0"
+            ),
+            tf.debugging.assert_positive(
+                tf.size(seed), message="`seed` must hold one int64 per sample (N >= 1)"
+            ),
+        ]
+
+    def to_seeds(seed):
+        # Same as sampling.per_sample_seeds for explicit seeds: value mod 2**32.
+        return tf.cast(tf.math.floormod(seed, tf.constant(2**32, tf.int64)), tf.uint32)
+
+    def logits_fn(conditions):
+        return lambda x: model(model._model_inputs(x, conditions), training=False)
+
+    def to_images(canvas):
+        return tf.cast(canvas, image_dtype)
+
+    def log_prob(images, **conditions):
+        batch = tf.shape(images)[0]
+        with tf.control_dependencies(
+            check_images(images) + check_conditions(batch, conditions)
+        ):
+            values = tf.cast(images, tf.int32)
+        logits = model(model._model_inputs(values, conditions), training=False)
+        nats = distributions.log_prob(logits, values)
+        bits = -nats / (num_steps * math.log(2.0))
+        return {
+            "log_prob": tf.identity(nats, name="log_prob"),
+            "bits_per_dim": tf.identity(bits, name="bits_per_dim"),
+        }
+
+    def run_sampler(canvas, given, known, seed, temperature, conditions):
+        batch = tf.shape(seed)[0]
+        with tf.control_dependencies(
+            check_sampling(seed, temperature) + check_conditions(batch, conditions)
+        ):
+            seeds = to_seeds(seed)
+        canvas = sampling.naive_steps(
+            logits_fn(conditions),
+            canvas,
+            tf.constant(0, tf.int32),
+            tf.constant(num_steps, tf.int32),
+            seeds,
+            temperature,
+            given,
+            known,
+        )
+        return {"images": tf.identity(to_images(canvas), name="images")}
+
+    def sample(seed, temperature, **conditions):
+        batch = tf.shape(seed)[0]
+        canvas = tf.zeros((batch, height, width, channels), tf.int32)
+        given = tf.zeros((batch, num_steps), tf.int32)
+        known = tf.zeros((batch, num_steps), tf.bool)
+        return run_sampler(canvas, given, known, seed, temperature, conditions)
+
+    def complete(images, known, seed, temperature, **conditions):
+        batch = tf.shape(images)[0]
+        with tf.control_dependencies(
+            check_images(images)
+            + [
+                tf.debugging.assert_equal(
+                    tf.shape(seed)[0],
+                    batch,
+                    message="`seed` must have one entry per image (batch size)",
+                ),
+                tf.debugging.assert_equal(
+                    tf.shape(known)[0],
+                    batch,
+                    message="`known` must have the shape of `images`",
+                ),
+            ]
+        ):
+            given = tf.reshape(tf.cast(images, tf.int32), (batch, num_steps))
+        mask = tf.reshape(tf.not_equal(known, 0), (batch, num_steps))
+        canvas = tf.reshape(
+            tf.where(mask, given, tf.zeros_like(given)),
+            (batch, height, width, channels),
+        )
+        return run_sampler(canvas, given, mask, seed, temperature, conditions)
+
+    def sample_step(images, position, seed, temperature, **conditions):
+        batch = tf.shape(images)[0]
+        with tf.control_dependencies(
+            check_images(images)
+            + check_sampling(seed, temperature)
+            + check_conditions(batch, conditions)
+            + [
+                tf.debugging.assert_equal(
+                    tf.shape(seed)[0],
+                    batch,
+                    message="`seed` must have one entry per image (batch size)",
+                ),
+                tf.debugging.assert_non_negative(
+                    position, message="`position` must be >= 0"
+                ),
+                tf.debugging.assert_less(
+                    position,
+                    tf.constant(num_steps, tf.int32),
+                    message=f"`position` must be < H*W*C = {num_steps} "
+                    "(flat sub-pixel index, raster order, channel fastest)",
+                ),
+            ]
+        ):
+            canvas = tf.cast(images, tf.int32)
+            seeds = to_seeds(seed)
+        logits = logits_fn(conditions)(canvas)
+        logits = tf.reshape(logits, (batch, num_steps, -1))
+        step_logits = tf.gather(logits, position, axis=1)  # [N, K]
+        value = sampling.draw(step_logits, seeds, position, temperature)  # [N]
+        flat = tf.reshape(canvas, (batch, num_steps))
+        here = tf.equal(tf.range(num_steps, dtype=tf.int32), position)[None, :]
+        flat = tf.where(here, value[:, None], flat)
+        probs = tf.nn.softmax(tf.cast(step_logits, tf.float32) / temperature, axis=-1)
+        return {
+            "images": tf.identity(
+                to_images(tf.reshape(flat, (batch, height, width, channels))),
+                name="images",
+            ),
+            "probs": tf.identity(probs, name="probs"),
+        }
+
+    cond = [condition_specs[n] for n in condition_names]
+
+    def make(fn, names, specs):
+        return tf.function(
+            _named(fn, (*names, *condition_names)), input_signature=[*specs, *cond]
+        )
+
+    return {
+        "serving_default": make(log_prob, ("images",), [image_spec]),
+        "sample": make(sample, ("seed", "temperature"), [seed_spec, temperature_spec]),
+        "sample_step": make(
+            sample_step,
+            ("images", "position", "seed", "temperature"),
+            [image_spec, position_spec, seed_spec, temperature_spec],
+        ),
+        "complete": make(
+            complete,
+            ("images", "known", "seed", "temperature"),
+            [image_spec, known_spec, seed_spec, temperature_spec],
+        ),
+    }
+
+
+def _serving_module(model):
+    """A tf.Module holding the model's variables and the signature functions.
+
+    The Keras model itself is not tracked: the SavedModel holds variables and
+    graphs only, no Python objects.
+    """
+    tf = _tf()
+    module = tf.Module()
+    signatures = build_signatures(model)
+    concrete = {name: fn.get_concrete_function() for name, fn in signatures.items()}
+    # Track the tf.Variables the graphs capture, not Keras' wrappers around
+    # them: a wrapper would be saved as a second variable of the same name,
+    # which TF1-style loaders (TF Serving) leave uninitialized.
+    variables, seen = [], set()
+    for fn in concrete.values():
+        for v in fn.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                variables.append(v)
+    module.model_variables = variables
+    for name, fn in signatures.items():
+        setattr(module, name, fn)
+    return module, concrete
+
+
+def export_saved_model(
+    model: keras.Model,
+    base_dir: str | os.PathLike,
+    version: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Exports `model` as `base_dir/<version>/`, a SavedModel for TF Serving.
+
+    Args:
+        model: an `AutoregressiveImageModel` (TensorFlow backend).
+        base_dir: the model's base path in TF Serving's model config; created
+            if missing.
+        version: int >= 1, or None for the next free version (1 + the highest
+            existing one).
+        overwrite: replace an existing `version`. Without it an existing
+            version raises `FileExistsError`.
+
+    Returns:
+        The version directory.
+
+    The SavedModel is written to a temporary directory inside `base_dir` and
+    renamed into place, so a failed export leaves no partial version (and TF
+    Serving, which ignores non-integer names, never sees one).
+
+    Example:
+    ```python
+    model = zoo.load("test_pixelcnn", weights=False)
+    path = export_saved_model(model, "/tmp/models/pixelcnn")  # .../1
+    ```
+    """
+    tf = _tf()
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ValueError(
+            f"`version` must be an int >= 1 or None. Received: version={version!r}"
+        )
+    for attr in ("image_shape", "num_levels"):
+        if not hasattr(model, attr):
+            raise ValueError(
+                "`model` must be a pixel-keras AutoregressiveImageModel "
+                f"(with `{attr}`). Received: {type(model).__name__}"
+            )
+    base = Path(base_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = (versions(base) or [0])[-1] + 1
+    target = base / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists in {base}; pass overwrite=True "
+            "(CLI: --overwrite) to replace it, or leave the version out to "
+            f"write the next free one ({(versions(base) or [0])[-1] + 1})."
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=base))
+    try:
+        module, concrete = _serving_module(model)
+        tf.saved_model.save(module, str(tmp / "model"), signatures=concrete)
+        if target.exists():
+            trash = tmp / "replaced"
+            os.replace(target, trash)
+        os.replace(tmp / "model", target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---- command line (wired into `pixel-keras export` by cli.py) -------------
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the `export` command to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a preset as a TF Serving SavedModel (BASE_DIR/<version>/)",
+        description="Export a zoo preset (or preset directory) as a SavedModel "
+        "with the signatures serving_default (log-likelihood), sample, "
+        "sample_step and complete, into TF Serving's layout BASE_DIR/<version>/. "
+        "See export/README.md for serving it.",
+    )
+    p.add_argument("preset", metavar="PRESET", help="zoo preset name or directory")
+    p.add_argument("base_dir", metavar="BASE_DIR", help="the model's base path")
+    p.add_argument(
+        "--version", type=int, default=None, help="version number (default: next free)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing version"
+    )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        help="'auto' (bundled/downloaded if any), 'none' (random init, for "
+        "testing the serving setup) or a weights file (default: auto)",
+    )
+    p.set_defaults(handler=export_main)
+    return p
+
+
+def export_main(args) -> int:
+    """Runs `pixel-keras export`; returns the exit status."""
+    from pixel_keras import zoo
+
+    weights = args.weights
+    if isinstance(weights, str) and weights.lower() in ("none", "false"):
+        weights = False
+    model = zoo.load(args.preset, weights=weights)
+    path = export_saved_model(
+        model, args.base_dir, version=args.version, overwrite=args.overwrite
+    )
+    print(path)
+    return 0

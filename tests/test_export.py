@@ -1,0 +1,376 @@
+"""SavedModel export: signatures agree with the Keras model, TF Serving's
+loader path (TF1 session + tensor names), version/overwrite semantics.
+
+Each test preset is exported once per module (graphs with while loops are
+slow to trace and save).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf_only
+
+PRESETS = (
+    "test_pixelcnn",
+    "test_row_lstm",
+    "test_diagonal_bilstm",
+    "test_gated_pixelcnn",
+    "test_gated_pixelcnn_conditional",
+)
+PREDICT = "tensorflow/serving/predict"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """{preset: (keras model, version directory, loaded SavedModel)}."""
+    import keras
+    import tensorflow as tf
+
+    from pixel_keras import export, zoo
+
+    out = {}
+    base = tmp_path_factory.mktemp("export")
+    for i, name in enumerate(PRESETS):
+        keras.utils.set_random_seed(100 + i)
+        model = zoo.load(name, weights=False)
+        path = export.export_saved_model(model, base / name)
+        out[name] = (model, path, tf.saved_model.load(str(path)))
+    return out
+
+
+def _conditions(model, n, tf=False):
+    if "class_label" not in model.condition_names:
+        return {}
+    labels = (np.arange(n) * 3 % model.num_classes).astype("int32")
+    if tf:
+        import tensorflow
+
+        return {"class_label": tensorflow.constant(labels)}
+    return {"class_label": labels}
+
+
+def _images(model, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, model.num_levels, (n, *model.image_shape)).astype("uint8")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_signatures_agree_with_keras_model(exported, name):
+    import tensorflow as tf
+
+    model, path, loaded = exported[name]
+    assert path.name == "1"
+    sigs = loaded.signatures
+    assert set(sigs) == {"serving_default", "sample", "sample_step", "complete"}
+    for n in (1, 3):  # different batch sizes, one graph
+        x = _images(model, n, seed=n)
+        out = sigs["serving_default"](
+            images=tf.constant(x), **_conditions(model, n, True)
+        )
+        assert set(out) == {"log_prob", "bits_per_dim"}
+        ref = model.log_prob(x, **_conditions(model, n))
+        np.testing.assert_allclose(out["log_prob"].numpy(), ref, rtol=1e-5)
+        np.testing.assert_allclose(
+            out["bits_per_dim"].numpy(),
+            model.bits_per_dim(x, **_conditions(model, n)),
+            rtol=1e-5,
+        )
+
+    # Seeds are taken mod 2**32, as `sampling.per_sample_seeds` does.
+    seeds = np.array([7, -1, 2**32 + 5], "int64")
+    for temperature in (1.0, 0.7):
+        got = sigs["sample"](
+            seed=tf.constant(seeds),
+            temperature=tf.constant(temperature),
+            **_conditions(model, 3, True),
+        )["images"].numpy()
+        ref = model.sample(
+            3, seed=seeds, temperature=temperature, verbose=0, **_conditions(model, 3)
+        )
+        assert got.dtype == np.uint8 and got.shape == (3, *model.image_shape)
+        np.testing.assert_array_equal(got, ref)
+    # A sample depends only on its own seed, not on the batch.
+    one = sigs["sample"](
+        seed=tf.constant(seeds[:1]),
+        temperature=tf.constant(temperature),
+        **_conditions(model, 1, True),
+    )["images"].numpy()
+    np.testing.assert_array_equal(one, ref[:1])
+
+    # Completion (inpainting): known sub-pixels kept, the rest as model.sample.
+    x = _images(model, 2, seed=9)
+    known = np.zeros_like(x)
+    known[:, : model.image_shape[0] // 2] = 1
+    got = sigs["complete"](
+        images=tf.constant(x),
+        known=tf.constant(known),
+        seed=tf.constant(seeds[:2]),
+        temperature=tf.constant(1.0),
+        **_conditions(model, 2, True),
+    )["images"].numpy()
+    ref = model.sample(
+        2, seed=seeds[:2], conditioned_on=(x, known), verbose=0, **_conditions(model, 2)
+    )
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got[known == 1], x[known == 1])
+
+
+def test_sample_step_loop_reproduces_sample(exported):
+    """A client looping position = 0 ... H*W*C-1 gets `sample` exactly."""
+    import tensorflow as tf
+
+    model, _, loaded = exported["test_gated_pixelcnn_conditional"]
+    step = loaded.signatures["sample_step"]
+    seeds = tf.constant([11, 12], tf.int64)
+    temperature = tf.constant(0.9)
+    cond = _conditions(model, 2, True)
+    canvas = tf.zeros((2, *model.image_shape), tf.uint8)
+    for t in range(int(np.prod(model.image_shape))):
+        out = step(
+            images=canvas,
+            position=tf.constant(t, tf.int32),
+            seed=seeds,
+            temperature=temperature,
+            **cond,
+        )
+        canvas = out["images"]
+        probs = out["probs"].numpy()
+        assert probs.shape == (2, model.num_levels)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    full = loaded.signatures["sample"](seed=seeds, temperature=temperature, **cond)
+    np.testing.assert_array_equal(canvas.numpy(), full["images"].numpy())
+    np.testing.assert_array_equal(
+        canvas.numpy(),
+        model.sample(
+            2, seed=[11, 12], temperature=0.9, verbose=0, **_conditions(model, 2)
+        ),
+    )
+
+
+def test_bad_requests_fail_with_readable_errors(exported):
+    import tensorflow as tf
+
+    model, _, loaded = exported["test_gated_pixelcnn_conditional"]
+    sigs = loaded.signatures
+    x = tf.constant(_images(model, 2))
+    label = tf.constant([1, 2], tf.int32)
+    seed = tf.constant([1, 2], tf.int64)
+    one = tf.constant(1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="position"):
+        sigs["sample_step"](
+            images=x,
+            position=tf.constant(64),
+            seed=seed,
+            temperature=one,
+            class_label=label,
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="position"):
+        sigs["sample_step"](
+            images=x,
+            position=tf.constant(-1),
+            seed=seed,
+            temperature=one,
+            class_label=label,
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="class_label"):
+        sigs["serving_default"](images=x, class_label=tf.constant([0, 10]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="class_label"):
+        sigs["sample"](seed=seed, temperature=one, class_label=tf.constant([-1, 0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one entry per image"):
+        sigs["serving_default"](images=x, class_label=tf.constant([1, 2, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature"):
+        sigs["sample"](seed=seed, temperature=tf.constant(0.0), class_label=label)
+    # Wrong dtype / rank: rejected by the signature itself.
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        sigs["serving_default"](images=tf.cast(x, tf.float32), class_label=label)
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        sigs["serving_default"](images=x[0], class_label=label)
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        sigs["serving_default"](images=x)  # missing class_label
+
+
+def _graph_ops(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta in proto.meta_graphs:
+        ops.update(node.op for node in meta.graph_def.node)
+        for fn in meta.graph_def.library.function:
+            ops.update(node.op for node in fn.node_def)
+    return ops
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_tf1_session_loader_runs_signatures_by_tensor_name(exported, name):
+    """The path TF Serving takes: C++ LoadSavedModel ("serve" tag), tensors by name."""
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+
+    model, path, loaded = exported[name]
+    ops = _graph_ops(path)
+    unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+    assert not unknown, f"ops not registered in TensorFlow: {unknown}"
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+    n = 2
+    x = _images(model, n, seed=3)
+    seeds = np.array([4, 5], "int64")
+    cond = _conditions(model, n)
+    feeds = {
+        "serving_default": {"images": x, **cond},
+        "sample": {"seed": seeds, "temperature": np.float32(1.0), **cond},
+        "sample_step": {
+            "images": x,
+            "position": np.int32(5),
+            "seed": seeds,
+            "temperature": np.float32(1.0),
+            **cond,
+        },
+        "complete": {
+            "images": x,
+            "known": (x % 2).astype("uint8"),
+            "seed": seeds,
+            "temperature": np.float32(1.0),
+            **cond,
+        },
+    }
+    outputs = {
+        "serving_default": {"log_prob", "bits_per_dim"},
+        "sample": {"images"},
+        "sample_step": {"images", "probs"},
+        "complete": {"images"},
+    }
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(path))
+        results = {}
+        for sig_name, feed in feeds.items():
+            sig = meta.signature_def[sig_name]
+            assert sig.method_name == PREDICT
+            assert set(sig.inputs) == set(feed)
+            assert set(sig.outputs) == outputs[sig_name]
+            assert (
+                sig.inputs["seed" if sig_name == "sample" else "images"]
+                .tensor_shape.dim[0]
+                .size
+                == -1
+            )
+            results[sig_name] = sess.run(
+                {k: v.name for k, v in sig.outputs.items()},
+                {sig.inputs[k].name: v for k, v in feed.items()},
+            )
+    np.testing.assert_allclose(
+        results["serving_default"]["log_prob"], model.log_prob(x, **cond), rtol=1e-5
+    )
+    np.testing.assert_array_equal(
+        results["sample"]["images"], model.sample(n, seed=seeds, verbose=0, **cond)
+    )
+    eager = loaded.signatures["sample_step"](
+        **{k: tf.constant(v) for k, v in feeds["sample_step"].items()}
+    )
+    np.testing.assert_array_equal(
+        results["sample_step"]["images"], eager["images"].numpy()
+    )
+    assert results["complete"]["images"].dtype == np.uint8
+
+
+# ---- version / overwrite semantics ------------------------------------------
+@pytest.fixture
+def fake_save(monkeypatch):
+    """Replaces tf.saved_model.save with a quick writer (semantics only)."""
+    import tensorflow as tf
+
+    from pixel_keras import export
+
+    calls = []
+
+    def save(obj, path, signatures=None, **kwargs):
+        os.makedirs(path)
+        Path(path, "saved_model.pb").write_text(f"export {len(calls)}")
+        calls.append(sorted(signatures))
+
+    def module(model):  # skips tracing the graphs
+        return tf.Module(), dict.fromkeys(export.SIGNATURE_NAMES)
+
+    monkeypatch.setattr(tf.saved_model, "save", save)
+    monkeypatch.setattr(export, "_serving_module", module)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def tiny_model(exported):
+    return exported["test_pixelcnn"][0]
+
+
+def test_versions_and_overwrite(tmp_path, tiny_model, fake_save):
+    from pixel_keras import export
+
+    base = tmp_path / "pixelcnn"
+    assert export.export_saved_model(tiny_model, base) == base / "1"
+    assert export.export_saved_model(tiny_model, base) == base / "2"
+    assert export.export_saved_model(tiny_model, base, version=7) == base / "7"
+    assert export.export_saved_model(tiny_model, base) == base / "8"
+    assert export.versions(base) == [1, 2, 7, 8]
+    assert fake_save[0] == ["complete", "sample", "sample_step", "serving_default"]
+
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export.export_saved_model(tiny_model, base, version=2)
+    assert (base / "2" / "saved_model.pb").read_text() == "export 1"
+    path = export.export_saved_model(tiny_model, base, version=2, overwrite=True)
+    assert (path / "saved_model.pb").read_text() == "export 4"
+    # Only version directories are left, no temporary ones.
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "7", "8"]
+
+    with pytest.raises(ValueError, match="version"):
+        export.export_saved_model(tiny_model, base, version=0)
+    with pytest.raises(ValueError, match="AutoregressiveImageModel"):
+        export.export_saved_model(object(), base)
+
+
+def test_failed_export_leaves_no_version(tmp_path, tiny_model, monkeypatch):
+    import tensorflow as tf
+
+    from pixel_keras import export
+
+    base = tmp_path / "m"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_text("old")
+
+    def broken(obj, path, signatures=None, **kwargs):
+        os.makedirs(path)
+        Path(path, "saved_model.pb").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(tiny_model, base)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(tiny_model, base, version=1, overwrite=True)
+    assert sorted(p.name for p in base.iterdir()) == ["1"]
+    assert (base / "1" / "saved_model.pb").read_text() == "old"
+
+
+def test_export_cli(tmp_path, monkeypatch, fake_save, capsys):
+    import argparse
+
+    from pixel_keras import export
+
+    parser = argparse.ArgumentParser()
+    export.add_export_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "export",
+            "test_pixelcnn",
+            str(tmp_path / "b"),
+            "--weights",
+            "none",
+            "--version",
+            "3",
+        ]
+    )
+    assert args.handler(args) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "b" / "3")
