@@ -376,6 +376,12 @@ def model_card(name: str, metadata: dict) -> str:
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     if metadata.get("notes"):
         lines += ["", metadata["notes"]]
+    training = metadata.get("training")
+    if training:
+        lines += ["", "## Training", "", "| | |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in training.items() if v is not None]
+    if metadata.get("samples"):
+        lines += ["", "## Samples", "", f"![samples]({metadata['samples'].split()[0]})"]
     return "\n".join(lines) + "\n"
 
 

@@ -174,7 +174,7 @@ PRESETS = {
 # Metadata keys that describe trained weights; kept when a card is rewritten.
 WEIGHTS_KEYS = (
     "sha256", "weights_url", "test_bits_per_dim", "test_nats_per_image",
-    "training", "training_command", "trained_with",
+    "training", "training_command", "samples",
 )
 
 
@@ -188,14 +188,14 @@ def card_files(name, model, config, extra):
         "num_params": zoo.count_params(preset),
         **extra,
     }
-    if "training_command" not in metadata and not name.startswith("test_"):
-        metadata["suggested_training_command"] = (
-            f"pixel-keras train --preset {name} --dataset {extra['dataset']}"
-        )
     old_path = ROOT / "zoo" / name / zoo.METADATA_FILE
     if old_path.is_file():
         old = json.loads(old_path.read_text())
         metadata.update({k: old[k] for k in WEIGHTS_KEYS if k in old})
+    if "training_command" not in metadata and not name.startswith("test_"):
+        metadata["suggested_training_command"] = (
+            f"pixel-keras train --preset {name} --dataset {extra['dataset']}"
+        )
     return {
         zoo.CONFIG_FILE: json.dumps({"model": model, "config": config}, indent=2, sort_keys=True) + "\n",
         zoo.METADATA_FILE: json.dumps(metadata, indent=2, sort_keys=True) + "\n",
