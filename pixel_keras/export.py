@@ -392,14 +392,16 @@ def export_saved_model(
             f"write the next free one ({(versions(base) or [0])[-1] + 1})."
         )
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=base))
+    trash = tmp / "replaced"
     try:
         module, concrete = _serving_module(model)
         tf.saved_model.save(module, str(tmp / "model"), signatures=concrete)
         if target.exists():
-            trash = tmp / "replaced"
             os.replace(target, trash)
         os.replace(tmp / "model", target)
     except BaseException:
+        if trash.exists() and not target.exists():
+            os.replace(trash, target)  # put the old version back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)

@@ -302,8 +302,10 @@ def fake_save(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(exported):
-    return exported["test_pixelcnn"][0]
+def tiny_model():
+    from pixel_keras import zoo
+
+    return zoo.load("test_pixelcnn", weights=False)
 
 
 def test_versions_and_overwrite(tmp_path, tiny_model, fake_save):
