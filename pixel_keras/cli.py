@@ -123,6 +123,11 @@ def build_parser():
     _add_evaluate(commands)
     _add_sample(commands)
     _add_zoo(commands)
+    from pixel_keras.export import add_export_parser
+    from pixel_keras.serving import add_serve_sample_parser
+
+    add_export_parser(commands)
+    add_serve_sample_parser(commands)
     return parser
 
 

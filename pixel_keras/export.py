@@ -413,14 +413,18 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the `export` command to an argparse subparsers object."""
     p = subparsers.add_parser(
         "export",
-        help="export a preset as a TF Serving SavedModel (BASE_DIR/<version>/)",
-        description="Export a zoo preset (or preset directory) as a SavedModel "
-        "with the signatures serving_default (log-likelihood), sample, "
-        "sample_step and complete, into TF Serving's layout BASE_DIR/<version>/. "
-        "See export/README.md for serving it.",
+        help="export a preset or checkpoint as a TF Serving SavedModel",
+        description="Export a zoo preset (or preset directory) or a training "
+        "checkpoint as a SavedModel with the signatures serving_default "
+        "(log-likelihood), sample, sample_step and complete, into TF Serving's "
+        "layout OUT/<version>/. See export/README.md for serving it.",
     )
-    p.add_argument("preset", metavar="PRESET", help="zoo preset name or directory")
-    p.add_argument("base_dir", metavar="BASE_DIR", help="the model's base path")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", help="zoo preset name or preset directory")
+    source.add_argument(
+        "--checkpoint", help="training run directory (latest checkpoint) or .keras file"
+    )
+    p.add_argument("--out", required=True, metavar="BASE_DIR", help="the model's base path")
     p.add_argument(
         "--version", type=int, default=None, help="version number (default: next free)"
     )
@@ -430,8 +434,8 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         default="auto",
-        help="'auto' (bundled/downloaded if any), 'none' (random init, for "
-        "testing the serving setup) or a weights file (default: auto)",
+        help="with --preset: 'auto' (bundled/downloaded if any), 'none' (random "
+        "init, for testing the serving setup) or a weights file (default: auto)",
     )
     p.set_defaults(handler=export_main)
     return p
@@ -439,14 +443,19 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
 
 def export_main(args) -> int:
     """Runs `pixel-keras export`; returns the exit status."""
-    from pixel_keras import zoo
+    if args.checkpoint:
+        from pixel_keras import training
 
-    weights = args.weights
-    if isinstance(weights, str) and weights.lower() in ("none", "false"):
-        weights = False
-    model = zoo.load(args.preset, weights=weights)
+        model = training.load_checkpoint(args.checkpoint)
+    else:
+        from pixel_keras import zoo
+
+        weights = args.weights
+        if isinstance(weights, str) and weights.lower() in ("none", "false"):
+            weights = False
+        model = zoo.load(args.preset, weights=weights)
     path = export_saved_model(
-        model, args.base_dir, version=args.version, overwrite=args.overwrite
+        model, args.out, version=args.version, overwrite=args.overwrite
     )
     print(path)
     return 0

@@ -397,8 +397,9 @@ def test_zoo_list(capsys):
     assert [line.split()[0] for line in lines[1:]] == zoo.list()
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["pixelcnn_digits"] == [
-        "pixelcnn_digits", "pixelcnn", "digits", "8x8x1", "10,001", "-",
+        "pixelcnn_digits", "pixelcnn", "digits", "8x8x1", "10,001", "weights",
     ]  # fmt: skip
+    assert rows["test_pixelcnn"][-1] == "-"
     assert rows["test_gated_pixelcnn_conditional"][1:4] == [
         "gated_pixelcnn", "fashion_mnist", "8x8x1",
     ]  # fmt: skip

@@ -357,16 +357,14 @@ def test_failed_export_leaves_no_version(tmp_path, tiny_model, monkeypatch):
 
 
 def test_export_cli(tmp_path, monkeypatch, fake_save, capsys):
-    import argparse
+    from pixel_keras.cli import main
 
-    from pixel_keras import export
-
-    parser = argparse.ArgumentParser()
-    export.add_export_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
+    code = main(
         [
             "export",
+            "--preset",
             "test_pixelcnn",
+            "--out",
             str(tmp_path / "b"),
             "--weights",
             "none",
@@ -374,5 +372,5 @@ def test_export_cli(tmp_path, monkeypatch, fake_save, capsys):
             "3",
         ]
     )
-    assert args.handler(args) == 0
+    assert code == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "b" / "3")

@@ -129,12 +129,33 @@ else
     "$python" -m pip install "${pip_extra[@]}" --no-deps "tf-keras==$tf_minor.*"
 fi
 
+# tensorflow-serving-api (the gRPC PredictionService stubs for
+# pixel_keras.serving) also requires the full `tensorflow` wheel: install it
+# without dependencies too (grpcio comes with tensorboard). Optional: without
+# it only the gRPC client and its protocol test are unavailable.
+tfs_minor="$("$python" - <<'PY'
+from importlib import metadata
+
+try:
+    print(".".join(metadata.version("tensorflow-serving-api").split(".")[:2]))
+except metadata.PackageNotFoundError:
+    pass
+PY
+)"
+if [ "$tfs_minor" = "$tf_minor" ]; then
+    log "tensorflow-serving-api $tf_minor.* already installed"
+else
+    log "pip install --no-deps tensorflow-serving-api==$tf_minor.*"
+    "$python" -m pip install "${pip_extra[@]}" --no-deps "tensorflow-serving-api==$tf_minor.*" \
+        || log "warning: tensorflow-serving-api $tf_minor.* not installable; gRPC client tests will skip"
+fi
+
 # What ended up installed (for CI and tox logs).
 "$python" - <<'PY' >&2
 from importlib import metadata
 
 names = (
-    "pixel-keras", "tensorflow-cpu", "tensorflow", "tf-keras", "keras",
+    "pixel-keras", "tensorflow-cpu", "tensorflow", "tf-keras", "tensorflow-serving-api", "keras",
     "tensorflow-probability", "tensorflow-datasets", "tensorflow-metadata",
     "numpy", "ml-dtypes", "protobuf", "jax", "jaxlib",
 )
