@@ -302,8 +302,9 @@ class AutoregressiveImageModel(keras.Model):
         class_label=None,
         condition=None,
         condition_map=None,
+        method="naive",
     ):
-        """Draws images sub-pixel by sub-pixel (naive: one pass per step).
+        """Draws images sub-pixel by sub-pixel.
 
         Args:
             num_samples: int, number of images.
@@ -320,10 +321,23 @@ class AutoregressiveImageModel(keras.Model):
             condition: conditional models only: float `[num_samples, D]`.
             condition_map: conditional models only: float
                 `[num_samples, H, W, S]`.
+            method: "naive" (one full forward pass per sub-pixel, every
+                model) or "cached" (per-layer caches, O(1) work per
+                sub-pixel, `PixelCNN` only; see `cached_sampling`). Both
+                give the same images for the same seeds.
 
         Returns:
             NumPy uint8 images `[num_samples, H, W, C]` (int32 if K > 256).
         """
+        if method not in ("naive", "cached"):
+            raise ValueError(
+                "`method` must be one of {'naive', 'cached'}. "
+                f"Received: method={method!r}"
+            )
+        if method == "cached":
+            from pixel_keras import cached_sampling
+
+            cached_sampling.CachedPixelCNNSampler(self)  # raises if unsupported
         seeds = sampling.per_sample_seeds(num_samples, seed)
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(
@@ -360,6 +374,19 @@ class AutoregressiveImageModel(keras.Model):
             known = mask.reshape(num_samples, num_steps).astype(bool)
         canvas = np.where(known, given, 0).reshape(num_samples, *self.image_shape)
         canvas = ops.convert_to_tensor(canvas.astype("int32"))
+
+        if method == "cached":
+            out = cached_sampling.sample_rows(
+                self,
+                canvas,
+                ops.convert_to_tensor(seeds),
+                ops.convert_to_tensor(np.float32(temperature)),
+                ops.convert_to_tensor(given),
+                ops.convert_to_tensor(known),
+                verbose=verbose,
+            )
+            out = ops.convert_to_numpy(out)
+            return out.astype("uint8" if self.num_levels <= 256 else "int32")
 
         if getattr(self, "_naive_rows_fn", None) is None:
 

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from pixel_keras import cached_sampling, sampling
+from pixel_keras.models import GatedPixelCNN, PixelCNN, PixelRNN
+
+NUM_LEVELS = 17
+
+
+def tiny(shape, **kwargs):
+    config = {
+        "hidden_maps": 8,
+        "num_residual_blocks": 2,
+        "output_maps": 16,
+        "first_kernel_size": 5,
+    }
+    return PixelCNN(shape, NUM_LEVELS, **{**config, **kwargs})
+
+
+def sharpen(model, factor=4.0):
+    """Scales the last layer so that the logits are far from uniform."""
+    last = model.get_layer(f"{model.name}_out_conv_2")
+    last.kernel.assign(ops.convert_to_numpy(last.kernel) * factor)
+    return model
+
+
+def run_with_logits(model, num_samples, seed, temperature=1.0, given=None, known=None):
+    num_steps = int(np.prod(model.image_shape))
+    if given is None:
+        given = np.zeros((num_samples, num_steps), "int32")
+        known = np.zeros((num_samples, num_steps), bool)
+    canvas = np.where(known, given, 0).reshape(num_samples, *model.image_shape)
+    canvas, logits = cached_sampling.sample_with_logits(
+        model,
+        ops.convert_to_tensor(canvas.astype("int32")),
+        ops.convert_to_tensor(sampling.per_sample_seeds(num_samples, seed)),
+        ops.convert_to_tensor(np.float32(temperature)),
+        ops.convert_to_tensor(given),
+        ops.convert_to_tensor(known),
+    )
+    return ops.convert_to_numpy(canvas), ops.convert_to_numpy(logits)
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs",
+    [
+        ((5, 5, 1), {}),
+        ((6, 5, 3), {}),
+        ((5, 6, 3), {"num_residual_blocks": 0, "first_kernel_size": 3}),
+        ((5, 5, 1), {"kernel_size": 5, "num_residual_blocks": 1}),
+    ],
+)
+def test_cached_equals_naive(shape, kwargs):
+    model = sharpen(tiny(shape, **kwargs))
+    for seed, temperature in ((3, 1.0), (8, 0.7)):
+        naive = model.sample(3, seed=seed, temperature=temperature, verbose=0)
+        cached = model.sample(
+            3, seed=seed, temperature=temperature, verbose=0, method="cached"
+        )
+        assert cached.dtype == np.uint8 and cached.shape == (3, *shape)
+        np.testing.assert_array_equal(cached, naive)
+    assert len(np.unique(naive)) > 2  # the images are not trivial
+
+
+@pytest.mark.parametrize("shape", [(5, 5, 1), (5, 6, 3)])
+def test_step_logits_equal_a_full_forward_pass(shape):
+    model = sharpen(tiny(shape))
+    canvas, logits = run_with_logits(model, 2, seed=5)
+    np.testing.assert_array_equal(canvas, model.sample(2, seed=5, verbose=0))
+    # Causality: the logits at step t of the finished image are those the
+    # sampler drew from, so one full pass over it reproduces all of them.
+    full = ops.convert_to_numpy(model(canvas, training=False))
+    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+
+
+def test_completion_matches_naive_and_keeps_known_sub_pixels():
+    shape = (5, 5, 3)
+    model = sharpen(tiny(shape))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, NUM_LEVELS, size=(2, *shape))
+    mask = np.zeros_like(images)
+    mask[:, :2] = 1  # top rows known
+    mask[:, 3, 3, 1] = 1  # and one isolated sub-pixel
+    given = (images, mask)
+    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0)
+    cached = model.sample(2, seed=1, conditioned_on=given, verbose=0, method="cached")
+    np.testing.assert_array_equal(cached, naive)
+    np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
+    canvas, logits = run_with_logits(
+        model,
+        2,
+        seed=1,
+        given=images.reshape(2, -1).astype("int32"),
+        known=mask.reshape(2, -1).astype(bool),
+    )
+    np.testing.assert_array_equal(canvas, cached)
+    full = ops.convert_to_numpy(model(canvas, training=False))
+    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+
+
+def test_cached_follows_weight_updates():
+    model = tiny((5, 5, 1))
+    before = model.sample(2, seed=0, verbose=0, method="cached")
+    sharpen(model, 10.0)
+    after = model.sample(2, seed=0, verbose=0, method="cached")
+    np.testing.assert_array_equal(after, model.sample(2, seed=0, verbose=0))
+    assert not np.array_equal(before, after)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda: GatedPixelCNN(
+            (5, 5, 1),
+            NUM_LEVELS,
+            num_layers=2,
+            hidden_maps=8,
+            kernel_size=3,
+            output_maps=16,
+        ),
+        lambda: PixelRNN(
+            image_shape=(5, 5, 1),
+            num_levels=NUM_LEVELS,
+            cell="row_lstm",
+            hidden_maps=8,
+            num_layers=1,
+            output_maps=16,
+        ),
+    ],
+    ids=["gated_pixel_cnn", "row_lstm"],
+)
+def test_unsupported_models_raise(model):
+    with pytest.raises(ValueError, match="supports PixelCNN models only"):
+        model().sample(1, seed=0, verbose=0, method="cached")
+
+
+def test_unknown_method_raises():
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        tiny((5, 5, 1)).sample(1, seed=0, verbose=0, method="fast")
