@@ -1,4 +1,4 @@
-"""Fast exact sampling for PixelCNN with per-layer caches.
+"""Fast exact sampling for PixelCNN and Gated PixelCNN with per-layer caches.
 
 Ramachandran et al. (2017) note that the naive sampler (one full forward pass
 per sub-pixel, `sampling.naive_steps`) recomputes every layer at every
@@ -32,8 +32,17 @@ forward pass (up to float rounding of a dot product against a convolution)
 and draws with the same counter-based noise, so for the same seeds it returns
 the same images as `model.sample(..., method="naive")`.
 
-NOTE: only `PixelCNN` is supported. The Gated PixelCNN (vertical stack) and
-the PixelRNN models raise a `ValueError` for `method="cached"`.
+Gated PixelCNN: the horizontal stack is computed per sub-pixel the same way
+(a 1 x (k + 1) row cache per layer). Its vertical stack at row i reads row i
+itself, including pixels right of the current one, but the horizontal stack
+only uses it shifted down by one row; so once row i is finished the vertical
+stacks of all layers are computed for the whole row i (one (k + 1) x n
+convolution of the last k + 1 cached rows per layer, O(1) per pixel
+amortized) and kept for row i + 1. Conditions (class label, vector, map, the
+deconvolution network) are evaluated once before the first step.
+
+NOTE: the PixelRNN models (`RowLSTM`, `DiagonalBiLSTM`) are not supported:
+`method="cached"` raises a `ValueError` for them (use `method="naive"`).
 """
 
 import keras
@@ -56,90 +65,65 @@ def _neighbourhood(cache, i, j, size):
     return ops.reshape(patch, (-1, kh * kw * maps))
 
 
-class CachedPixelCNNSampler:
-    """Runs the cached sampler for one `PixelCNN` with its current weights.
+def _dense(x, layer):
+    """A masked 1 x 1 `MaskedConv2D` at one pixel: `[N, in]` -> `[N, out]`."""
+    return ops.matmul(x, _masked_matrix(layer)) + layer.bias
 
-    Args:
-        model: a `PixelCNN`.
+
+def cached_sampler(model):
+    """The cached sampler for `model` (cached per model object).
 
     Raises:
-        ValueError: for any other model (use `method="naive"`).
+        ValueError: for models other than `PixelCNN` and `GatedPixelCNN`.
+    """
+    from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
+    from pixel_keras.models.pixel_cnn import PixelCNN
+
+    sampler = getattr(model, "_cached_sampler", None)
+    if sampler is not None:
+        return sampler
+    if isinstance(model, PixelCNN):
+        sampler = CachedPixelCNNSampler(model)
+    elif isinstance(model, GatedPixelCNN):
+        sampler = CachedGatedPixelCNNSampler(model)
+    else:
+        raise ValueError(  # noqa: TRY004 (the documented error of `sample`)
+            "`method='cached'` supports PixelCNN and GatedPixelCNN models only; "
+            "use `method='naive'` for this model. "
+            f"Received: model of class {type(model).__name__}"
+        )
+    model._cached_sampler = sampler
+    return sampler
+
+
+class _CachedSampler:
+    """The sub-pixel loop; subclasses compute the logits of one column.
+
+    A state is `(flat canvas [N, HWC], parts)`, `parts` a tuple of caches.
     """
 
     def __init__(self, model):
-        from pixel_keras.models.pixel_cnn import PixelCNN
-
-        if not isinstance(model, PixelCNN):
-            raise ValueError(  # noqa: TRY004 (the documented error of `sample`)
-                "`method='cached'` supports PixelCNN models only; use "
-                "`method='naive'` for this model. "
-                f"Received: model of class {type(model).__name__}"
-            )
         self.model = model
-        name = model.name
-        get = model.get_layer
+        self.name = model.name
         self.height, self.width, self.channels = model.image_shape
         self.num_levels = model.num_levels
-        rescale = get(f"{name}_rescale")
+        rescale = model.get_layer(f"{self.name}_rescale")
         self.scale, self.offset = float(rescale.scale), float(rescale.offset)
-        self.conv_in = get(f"{name}_conv_in")
-        self.blocks = [
-            tuple(get(f"{name}_block_{b}_conv_{n}") for n in (1, 2, 3))
-            for b in range(model.num_residual_blocks)
-        ]
-        self.out_1 = get(f"{name}_out_conv_1")
-        self.out_2 = get(f"{name}_out_conv_2")
+        self.out_1 = model.get_layer(f"{self.name}_out_conv_1")
+        self.out_2 = model.get_layer(f"{self.name}_out_conv_2")
 
-    # ---- state ---------------------------------------------------------
-    def initial_state(self, canvas):
-        """Caches for a canvas `[N, H, W, C]` (int32) before step 0.
+    def _scaled(self, values):
+        return ops.cast(values, "float32") * self.scale + self.offset
 
-        Returns:
-            Tuple `(flat canvas [N, HWC], image cache, block caches)`; each
-            cache is a zero-padded input map of one k x k convolution.
-        """
-        num = ops.shape(canvas)[0]
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
-        image = ops.cast(canvas, "float32") * self.scale + self.offset
-        image = ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
-        caches = []
-        for _, conv_2, _ in self.blocks:
-            kh, kw = conv_2.kernel_size
-            caches.append(
-                ops.zeros(
-                    (
-                        num,
-                        self.height + kh - 1,
-                        self.width + kw - 1,
-                        conv_2.kernel.shape[2],
-                    ),
-                    "float32",
-                )
-            )
-        flat = ops.reshape(ops.cast(canvas, "int32"), (num, -1))
-        return flat, image, tuple(caches)
+    def _output_stack(self, x):
+        x = _dense(ops.relu(x), self.out_1)
+        x = _dense(ops.relu(x), self.out_2)
+        return ops.reshape(x, (-1, self.channels, self.num_levels))  # [N, C, K]
 
-    # ---- one sub-pixel ------------------------------------------------
-    def column_logits(self, image, caches, i, j):
-        """Logits `[N, C, K]` at pixel (i, j); writes the column into the caches."""
-        x = _neighbourhood(image, i, j, self.conv_in.kernel_size)
-        x = ops.matmul(x, _masked_matrix(self.conv_in)) + self.conv_in.bias  # [N, 2h]
-        new_caches = []
-        for (conv_1, conv_2, conv_3), cache in zip(self.blocks, caches):
-            y = ops.matmul(ops.relu(x), _masked_matrix(conv_1)) + conv_1.bias
-            y = ops.relu(y)  # [N, h], conv_2's input at (i, j)
-            kh, kw = conv_2.kernel_size
-            cache = ops.slice_update(
-                cache, [0, i + kh // 2, j + kw // 2, 0], y[:, None, None, :]
-            )
-            new_caches.append(cache)
-            y = _neighbourhood(cache, i, j, conv_2.kernel_size)
-            y = ops.matmul(y, _masked_matrix(conv_2)) + conv_2.bias
-            y = ops.matmul(ops.relu(y), _masked_matrix(conv_3)) + conv_3.bias
-            x = x + y
-        x = ops.matmul(ops.relu(x), _masked_matrix(self.out_1)) + self.out_1.bias
-        x = ops.matmul(ops.relu(x), _masked_matrix(self.out_2)) + self.out_2.bias
-        return ops.reshape(x, (-1, self.channels, self.num_levels)), tuple(new_caches)
+    def initial_state(self, canvas, conditions=None):
+        """The state before step 0 for an int32 canvas `[N, H, W, C]`."""
+        flat = ops.reshape(ops.cast(canvas, "int32"), (ops.shape(canvas)[0], -1))
+        return flat, self._initial_parts(canvas, conditions or {})
 
     def steps(self, state, start, stop, seeds, temperature, given, known, record=None):
         """Runs sub-pixel steps `start <= t < stop`; arguments as `naive_steps`.
@@ -154,28 +138,24 @@ class CachedPixelCNNSampler:
         """
         height, width, channels = self.height, self.width, self.channels
         positions = ops.arange(height * width * channels, dtype="int32")
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
 
         def body(t, carry):
-            (flat, image, caches), record = carry if recording else (carry, None)
+            (flat, parts), record = carry if recording else (carry, None)
             c = t % channels
             j = (t // channels) % width
             i = t // (channels * width)
-            logits, caches = self.column_logits(image, caches, i, j)
+            logits, parts = self._column_logits(parts, i, j)
             logits = ops.take(logits, c, axis=1)  # [N, K]
             value = sampling.draw(logits, seeds, t, temperature)
             value = ops.where(
                 ops.take(known, t, axis=1), ops.take(given, t, axis=1), value
             )
             flat = ops.where(ops.equal(positions, t)[None], value[:, None], flat)
-            scaled = ops.cast(value, "float32") * self.scale + self.offset
-            image = ops.slice_update(
-                image, [0, i + ph, j + pw, c], ops.reshape(scaled, (-1, 1, 1, 1))
-            )
+            parts = self._write(parts, value, i, j, c)
             if not recording:
-                return flat, image, caches
+                return flat, parts
             record = ops.slice_update(record, [0, t, 0], logits[:, None, :])
-            return (flat, image, caches), record
+            return (flat, parts), record
 
         recording = record is not None
         return ops.fori_loop(start, stop, body, (state, record) if recording else state)
@@ -185,25 +165,262 @@ class CachedPixelCNNSampler:
         return ops.reshape(state[0], (-1, self.height, self.width, self.channels))
 
 
-def sample_rows(model, canvas, seeds, temperature, given, known, verbose=1):
+class CachedPixelCNNSampler(_CachedSampler):
+    """The cached sampler of a `PixelCNN`, with its current weights.
+
+    Caches: the scaled image and the input of each residual block's k x k
+    convolution, zero-padded as "same" padding pads them.
+    """
+
+    def __init__(self, model):
+        super().__init__(model)
+        get = model.get_layer
+        self.conv_in = get(f"{self.name}_conv_in")
+        self.blocks = [
+            tuple(get(f"{self.name}_block_{b}_conv_{n}") for n in (1, 2, 3))
+            for b in range(model.num_residual_blocks)
+        ]
+
+    def _initial_parts(self, canvas, conditions):
+        num = ops.shape(canvas)[0]
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = ops.pad(self._scaled(canvas), [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        caches = []
+        for _, conv_2, _ in self.blocks:
+            kh, kw = conv_2.kernel_size
+            shape = (
+                num,
+                self.height + kh - 1,
+                self.width + kw - 1,
+                conv_2.kernel.shape[2],
+            )
+            caches.append(ops.zeros(shape, "float32"))
+        return image, tuple(caches)
+
+    def _column_logits(self, parts, i, j):
+        """Logits `[N, C, K]` at pixel (i, j); writes the column into the caches."""
+        image, caches = parts
+        x = _neighbourhood(image, i, j, self.conv_in.kernel_size)
+        x = ops.matmul(x, _masked_matrix(self.conv_in)) + self.conv_in.bias  # [N, 2h]
+        new_caches = []
+        for (conv_1, conv_2, conv_3), cache in zip(self.blocks, caches):
+            y = ops.relu(_dense(ops.relu(x), conv_1))  # [N, h], conv_2's input
+            kh, kw = conv_2.kernel_size
+            cache = ops.slice_update(
+                cache, [0, i + kh // 2, j + kw // 2, 0], y[:, None, None, :]
+            )
+            new_caches.append(cache)
+            y = _neighbourhood(cache, i, j, conv_2.kernel_size)
+            y = ops.matmul(y, _masked_matrix(conv_2)) + conv_2.bias
+            x = x + _dense(ops.relu(y), conv_3)
+        return self._output_stack(x), (image, tuple(new_caches))
+
+    def _write(self, parts, value, i, j, c):
+        image, caches = parts
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
+        return ops.slice_update(image, [0, i + ph, j + pw, c], update), caches
+
+
+class CachedGatedPixelCNNSampler(_CachedSampler):
+    """The cached sampler of a `GatedPixelCNN`, with its current weights.
+
+    Parts of the state:
+        vertical: per layer, its vertical input `[N, H + k, W + 2k, maps]`
+            padded as the layer pads it (layer 0: the scaled image, which is
+            also the horizontal input of layer 0).
+        horizontal: per layer > 0, its horizontal input in the current row,
+            `[N, W + k, p]`, padded with k zero columns on the left.
+        from_above: per layer, the vertical pre-activation of the previous
+            row times the vertical-to-horizontal kernel, `[N, W, 2p]`.
+        terms: per layer, `(V_v h, V_h h)` `[N, 2p]` (zeros without h),
+            and the condition map s `[N, H, W, S]` (or `[N, H, W, 0]`).
+    """
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.blocks = [
+            model.get_layer(f"{self.name}_block_{b}") for b in range(model.num_layers)
+        ]
+        self.k = model.kernel_size // 2
+
+    # ---- conditions ----------------------------------------------------
+    def _condition_terms(self, num, conditions):
+        model, get = self.model, self.model.get_layer
+        vectors = []
+        if model.num_classes is not None:
+            label = ops.cast(conditions["class_label"], "int32")
+            vectors.append(ops.one_hot(label, model.num_classes, dtype="float32"))
+        if model.condition_dim is not None:
+            vectors.append(ops.cast(conditions["condition"], "float32"))
+        h = ops.concatenate(vectors, axis=-1) if vectors else None  # [N, D]
+        maps = []
+        if model.condition_map_channels is not None:
+            maps.append(ops.cast(conditions["condition_map"], "float32"))
+        if model.deconv_maps is not None:
+            s = h
+            for part in ("dense", "reshape", "1", "2", "crop"):
+                s = get(f"{self.name}_deconv_{part}")(s)
+            maps.append(s)
+        s = ops.concatenate(maps, axis=-1) if maps else None  # [N, H, W, S]
+        return h, s
+
+    def _initial_parts(self, canvas, conditions):
+        num = ops.shape(canvas)[0]
+        k, p = self.k, self.model.hidden_maps
+        h, s = self._condition_terms(num, conditions)
+        image = ops.pad(self._scaled(canvas), [[0, 0], [k, 0], [k, k], [0, 0]])
+        vertical = [image]
+        horizontal = []
+        for _ in self.blocks[1:]:
+            vertical.append(
+                ops.zeros((num, self.height + k, self.width + 2 * k, p), "float32")
+            )
+            horizontal.append(ops.zeros((num, self.width + k, p), "float32"))
+        from_above = [
+            ops.zeros((num, self.width, 2 * p), "float32") for _ in self.blocks
+        ]
+        terms = []
+        for block in self.blocks:
+            if h is None:
+                terms.append((ops.zeros((num, 2 * p)), ops.zeros((num, 2 * p))))
+            else:
+                terms.append(
+                    (
+                        ops.matmul(h, block.vertical_condition_kernel),
+                        ops.matmul(h, block.horizontal_condition_kernel),
+                    )
+                )
+        if s is None:
+            s = ops.zeros((num, self.height, self.width, 0), "float32")
+        return tuple(vertical), tuple(horizontal), tuple(from_above), tuple(terms), s
+
+    # ---- one sub-pixel ------------------------------------------------
+    def _column_logits(self, parts, i, j):
+        vertical, horizontal, from_above, terms, s = parts
+        k = self.k
+        s_here = None
+        if self.model_has_map:
+            s_here = ops.reshape(
+                ops.slice(s, [0, i, j, 0], [ops.shape(s)[0], 1, 1, ops.shape(s)[-1]]),
+                (-1, ops.shape(s)[-1]),
+            )  # [N, S]
+        new_horizontal = []
+        skip = None
+        x = None  # horizontal output of the previous layer at (i, j), [N, p]
+        for index, block in enumerate(self.blocks):
+            if index == 0:
+                row = ops.slice(
+                    vertical[0],
+                    [0, i + k, j, 0],
+                    [ops.shape(s)[0], 1, k + 1, self.channels],
+                )
+            else:
+                cache = ops.slice_update(
+                    horizontal[index - 1], [0, j + k, 0], x[:, None]
+                )
+                new_horizontal.append(cache)
+                row = ops.slice(
+                    cache, [0, j, 0], [ops.shape(s)[0], k + 1, block.filters]
+                )
+            kernel = block.horizontal_kernel * ops.cast(
+                block.horizontal_mask, block.horizontal_kernel.dtype
+            )
+            pre = ops.matmul(
+                ops.reshape(row, (ops.shape(s)[0], -1)),
+                ops.reshape(kernel, (-1, 2 * block.filters)),
+            )
+            pre = pre + block.horizontal_bias + terms[index][1]
+            if s_here is not None:
+                pre = pre + ops.matmul(s_here, block.horizontal_condition_map_kernel)
+            pre = pre + ops.take(from_above[index], j, axis=1)
+            gated = block._gate(pre)
+            mask = ops.cast(block.output_mask, block.output_kernel.dtype)
+            out = ops.matmul(gated, block.output_kernel * mask) + block.output_bias
+            h_out, h_skip = out[:, : block.filters], out[:, block.filters :]
+            if block.residual:
+                h_out = h_out + x
+            x = h_out
+            skip = h_skip if skip is None else skip + h_skip
+        parts = (vertical, tuple(new_horizontal), from_above, terms, s)
+        return self._output_stack(skip), parts
+
+    @property
+    def model_has_map(self):
+        return self.model.condition_map_channels is not None or (
+            self.model.deconv_maps is not None
+        )
+
+    def _write(self, parts, value, i, j, c):
+        vertical, horizontal, from_above, terms, s = parts
+        k = self.k
+        update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
+        image = ops.slice_update(vertical[0], [0, i + k, j + k, c], update)
+        vertical = (image, *vertical[1:])
+        row_done = ops.logical_and(
+            ops.equal(j, self.width - 1), ops.equal(c, self.channels - 1)
+        )
+        vertical, from_above = ops.cond(
+            row_done,
+            lambda: self._vertical_row(vertical, terms, s, i),
+            lambda: (vertical, from_above),
+        )
+        return vertical, horizontal, from_above, terms, s
+
+    def _vertical_row(self, vertical, terms, s, i):
+        """The vertical stacks of all layers at the finished row i."""
+        k, num = self.k, ops.shape(s)[0]
+        s_row = None
+        if self.model_has_map:
+            s_row = ops.slice(s, [0, i, 0, 0], [num, 1, self.width, ops.shape(s)[-1]])
+        new_vertical = [vertical[0]]
+        from_above = []
+        for index, block in enumerate(self.blocks):
+            source = new_vertical[index]  # row i already written for index > 0
+            maps = ops.shape(source)[-1]
+            rows = ops.slice(
+                source, [0, i, 0, 0], [num, k + 1, self.width + 2 * k, maps]
+            )  # input rows i - k ... i
+            pre = ops.conv(
+                rows, block.vertical_kernel, padding="valid"
+            )  # [N, 1, W, 2p]
+            pre = pre + block.vertical_bias + terms[index][0][:, None, None]
+            if s_row is not None:
+                pre = pre + ops.matmul(s_row, block.vertical_condition_map_kernel)
+            from_above.append(
+                ops.matmul(pre[:, 0], block.vertical_to_horizontal_kernel)
+            )  # [N, W, 2p], used by row i + 1
+            if index + 1 < len(self.blocks):
+                new_vertical.append(
+                    ops.slice_update(
+                        vertical[index + 1], [0, i + k, k, 0], block._gate(pre)
+                    )
+                )
+        return tuple(new_vertical), tuple(from_above)
+
+
+def sample_rows(
+    model, canvas, seeds, temperature, given, known, conditions=None, verbose=1
+):
     """The cached counterpart of the row loop in `AutoregressiveImageModel.sample`.
 
-    Arguments are tensors as in `sampling.naive_steps`; returns the finished
-    int32 canvas `[N, H, W, C]`.
+    Arguments are tensors as in `sampling.naive_steps`, `conditions` a dict of
+    the model's conditioning inputs; returns the int32 canvas `[N, H, W, C]`.
     """
     from pixel_keras.models.base import _jit
 
-    sampler = getattr(model, "_cached_sampler", None)
-    if sampler is None:
-        sampler = CachedPixelCNNSampler(model)
+    sampler = cached_sampler(model)
+    if getattr(sampler, "rows", None) is None:
 
         def rows(state, start, stop, seeds, temperature, given, known):
             return sampler.steps(state, start, stop, seeds, temperature, given, known)
 
         sampler.rows = _jit(rows)
-        model._cached_sampler = sampler
+        sampler.start = _jit(
+            lambda canvas, conditions: sampler.initial_state(canvas, conditions)
+        )
     height, width, channels = model.image_shape
-    state = sampler.initial_state(canvas)
+    state = sampler.start(canvas, conditions or {})
     bar = keras.utils.Progbar(height, unit_name="row") if verbose else None
     step = width * channels
     for row in range(height):
@@ -215,7 +432,9 @@ def sample_rows(model, canvas, seeds, temperature, given, known, verbose=1):
     return sampler.canvas(state)
 
 
-def sample_with_logits(model, canvas, seeds, temperature, given, known):
+def sample_with_logits(
+    model, canvas, seeds, temperature, given, known, conditions=None
+):
     """Runs every step in one compiled call and returns `(canvas, logits)`.
 
     `logits` is `[N, H, W, C, K]`: at each sub-pixel, the logits the cached
@@ -223,16 +442,16 @@ def sample_with_logits(model, canvas, seeds, temperature, given, known):
     """
     from pixel_keras.models.base import _jit
 
-    sampler = CachedPixelCNNSampler(model)
+    sampler = cached_sampler(model)
     height, width, channels = model.image_shape
     num_steps = height * width * channels
 
-    def run(canvas, seeds, temperature, given, known):
+    def run(canvas, seeds, temperature, given, known, conditions):
         record = ops.zeros(
             (ops.shape(canvas)[0], num_steps, model.num_levels), "float32"
         )
         state, record = sampler.steps(
-            sampler.initial_state(canvas),
+            sampler.initial_state(canvas, conditions),
             0,
             num_steps,
             seeds,
@@ -244,4 +463,4 @@ def sample_with_logits(model, canvas, seeds, temperature, given, known):
         shape = (-1, height, width, channels, model.num_levels)
         return sampler.canvas(state), ops.reshape(record, shape)
 
-    return _jit(run)(canvas, seeds, temperature, given, known)
+    return _jit(run)(canvas, seeds, temperature, given, known, conditions or {})

@@ -25,7 +25,35 @@ def sharpen(model, factor=4.0):
     return model
 
 
-def run_with_logits(model, num_samples, seed, temperature=1.0, given=None, known=None):
+def gated(shape, **kwargs):
+    config = {"num_layers": 3, "hidden_maps": 8, "kernel_size": 3, "output_maps": 16}
+    return GatedPixelCNN(shape, NUM_LEVELS, **{**config, **kwargs})
+
+
+CONDITIONAL = {
+    "num_classes": 3,
+    "condition_dim": 2,
+    "condition_map_channels": 2,
+    "deconv_maps": 2,
+}
+
+
+def conditions_for(model, num_samples):
+    if model.num_classes is None:
+        return {}
+    rng = np.random.default_rng(1)
+    return {
+        "class_label": np.arange(num_samples) % 3,
+        "condition": rng.normal(size=(num_samples, 2)).astype("float32"),
+        "condition_map": rng.normal(
+            size=(num_samples, *model.image_shape[:2], 2)
+        ).astype("float32"),
+    }
+
+
+def run_with_logits(
+    model, num_samples, seed, temperature=1.0, given=None, known=None, conditions=None
+):
     num_steps = int(np.prod(model.image_shape))
     if given is None:
         given = np.zeros((num_samples, num_steps), "int32")
@@ -38,6 +66,7 @@ def run_with_logits(model, num_samples, seed, temperature=1.0, given=None, known
         ops.convert_to_tensor(np.float32(temperature)),
         ops.convert_to_tensor(given),
         ops.convert_to_tensor(known),
+        {k: ops.convert_to_tensor(v) for k, v in (conditions or {}).items()},
     )
     return ops.convert_to_numpy(canvas), ops.convert_to_numpy(logits)
 
@@ -109,16 +138,54 @@ def test_cached_follows_weight_updates():
 
 
 @pytest.mark.parametrize(
+    "shape, kwargs",
+    [
+        ((5, 5, 1), {}),
+        ((5, 6, 3), {}),
+        ((6, 5, 3), {"num_layers": 1, "kernel_size": 5}),
+        ((5, 5, 1), CONDITIONAL),
+        ((5, 5, 3), {"num_classes": 3, "num_layers": 2}),
+    ],
+    ids=["gray", "rgb", "one_layer_k5", "conditional_gray", "class_rgb"],
+)
+def test_gated_cached_equals_naive_and_full_pass(shape, kwargs):
+    model = sharpen(gated(shape, **kwargs))
+    if model.num_classes is not None and model.condition_dim is None:
+        conditions = {"class_label": np.array([0, 2, 1])}
+    else:
+        conditions = conditions_for(model, 3)
+    naive = model.sample(3, seed=2, verbose=0, **conditions)
+    cached = model.sample(3, seed=2, verbose=0, method="cached", **conditions)
+    np.testing.assert_array_equal(cached, naive)
+    assert len(np.unique(naive)) > 2
+    canvas, logits = run_with_logits(model, 3, seed=2, conditions=conditions)
+    np.testing.assert_array_equal(canvas, naive)
+    inputs = model._model_inputs(canvas, conditions)
+    full = ops.convert_to_numpy(model(inputs, training=False))
+    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+
+
+def test_gated_completion_matches_naive():
+    shape = (5, 5, 3)
+    model = sharpen(gated(shape, **CONDITIONAL))
+    conditions = conditions_for(model, 2)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, NUM_LEVELS, size=(2, *shape))
+    mask = np.zeros_like(images)
+    mask[:, :2] = 1
+    mask[:, 3, 3, 1] = 1
+    given = (images, mask)
+    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0, **conditions)
+    cached = model.sample(
+        2, seed=1, conditioned_on=given, verbose=0, method="cached", **conditions
+    )
+    np.testing.assert_array_equal(cached, naive)
+    np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
+
+
+@pytest.mark.parametrize(
     "model",
     [
-        lambda: GatedPixelCNN(
-            (5, 5, 1),
-            NUM_LEVELS,
-            num_layers=2,
-            hidden_maps=8,
-            kernel_size=3,
-            output_maps=16,
-        ),
         lambda: PixelRNN(
             image_shape=(5, 5, 1),
             num_levels=NUM_LEVELS,
@@ -127,11 +194,21 @@ def test_cached_follows_weight_updates():
             num_layers=1,
             output_maps=16,
         ),
+        lambda: PixelRNN(
+            image_shape=(5, 5, 1),
+            num_levels=NUM_LEVELS,
+            cell="diagonal_bilstm",
+            hidden_maps=8,
+            num_layers=1,
+            output_maps=16,
+        ),
     ],
-    ids=["gated_pixel_cnn", "row_lstm"],
+    ids=["row_lstm", "diagonal_bilstm"],
 )
 def test_unsupported_models_raise(model):
-    with pytest.raises(ValueError, match="supports PixelCNN models only"):
+    with pytest.raises(
+        ValueError, match="supports PixelCNN and GatedPixelCNN models only"
+    ):
         model().sample(1, seed=0, verbose=0, method="cached")
 
 

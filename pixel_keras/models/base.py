@@ -323,7 +323,7 @@ class AutoregressiveImageModel(keras.Model):
                 `[num_samples, H, W, S]`.
             method: "naive" (one full forward pass per sub-pixel, every
                 model) or "cached" (per-layer caches, O(1) work per
-                sub-pixel, `PixelCNN` only; see `cached_sampling`). Both
+                sub-pixel, `PixelCNN` and `GatedPixelCNN`; see `cached_sampling`). Both
                 give the same images for the same seeds.
 
         Returns:
@@ -337,7 +337,7 @@ class AutoregressiveImageModel(keras.Model):
         if method == "cached":
             from pixel_keras import cached_sampling
 
-            cached_sampling.CachedPixelCNNSampler(self)  # raises if unsupported
+            cached_sampling.cached_sampler(self)  # raises if unsupported
         seeds = sampling.per_sample_seeds(num_samples, seed)
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(
@@ -383,6 +383,7 @@ class AutoregressiveImageModel(keras.Model):
                 ops.convert_to_tensor(np.float32(temperature)),
                 ops.convert_to_tensor(given),
                 ops.convert_to_tensor(known),
+                {k: ops.convert_to_tensor(v) for k, v in conditions.items()},
                 verbose=verbose,
             )
             out = ops.convert_to_numpy(out)
