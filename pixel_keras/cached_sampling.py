@@ -407,7 +407,7 @@ def sample_rows(
     Arguments are tensors as in `sampling.naive_steps`, `conditions` a dict of
     the model's conditioning inputs; returns the int32 canvas `[N, H, W, C]`.
     """
-    from pixel_keras.models.base import _jit
+    from pixel_keras.models.base import _jit_model_fn
 
     sampler = cached_sampler(model)
     if getattr(sampler, "rows", None) is None:
@@ -415,8 +415,9 @@ def sample_rows(
         def rows(state, start, stop, seeds, temperature, given, known):
             return sampler.steps(state, start, stop, seeds, temperature, given, known)
 
-        sampler.rows = _jit(rows)
-        sampler.start = _jit(
+        sampler.rows = _jit_model_fn(model, rows)
+        sampler.start = _jit_model_fn(
+            model,
             lambda canvas, conditions: sampler.initial_state(canvas, conditions)
         )
     height, width, channels = model.image_shape
@@ -440,7 +441,7 @@ def sample_with_logits(
     `logits` is `[N, H, W, C, K]`: at each sub-pixel, the logits the cached
     sampler drew from (a test hook to compare with a full forward pass).
     """
-    from pixel_keras.models.base import _jit
+    from pixel_keras.models.base import _jit_model_fn
 
     sampler = cached_sampler(model)
     height, width, channels = model.image_shape
@@ -463,4 +464,4 @@ def sample_with_logits(
         shape = (-1, height, width, channels, model.num_levels)
         return sampler.canvas(state), ops.reshape(record, shape)
 
-    return _jit(run)(canvas, seeds, temperature, given, known, conditions or {})
+    return _jit_model_fn(model, run)(canvas, seeds, temperature, given, known, conditions or {})

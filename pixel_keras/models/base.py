@@ -33,6 +33,31 @@ def _jit(fn):
     return fn
 
 
+def _jit_model_fn(model, fn):
+    """Like `_jit`, for functions that read `model`'s weights.
+
+    A traced JAX function would bake the weights in as constants, stale after
+    any training step; here they are passed as arguments instead and read
+    through a `keras.StatelessScope`. TensorFlow graphs read variables live.
+    """
+    if keras.backend.backend() != "jax":
+        return _jit(fn)
+    import jax
+
+    variables = list(model.variables)
+
+    def with_values(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(*args)
+
+    compiled = jax.jit(with_values)
+
+    def call(*args):
+        return compiled([v.value for v in variables], *args)
+
+    return call
+
+
 def _is_symbolic(x):
     """True for tensors whose values are unknown (graph or trace time)."""
     if isinstance(x, keras.KerasTensor):
@@ -403,7 +428,7 @@ class AutoregressiveImageModel(keras.Model):
                     known,
                 )
 
-            self._naive_rows_fn = _jit(rows)
+            self._naive_rows_fn = _jit_model_fn(self, rows)
 
         args = [
             ops.convert_to_tensor(seeds),

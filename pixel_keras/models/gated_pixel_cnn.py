@@ -29,8 +29,9 @@ sum of the L skip outputs -> ReLU -> 1x1 (mask B) output_maps -> ReLU
 ```
 
 NOTE: deliberately not implemented: the paper's PixelCNN auto-encoder and
-the face-embedding experiments (any embedding can be passed as `condition`),
-and fast (cached) sampling; `sample` is the naive one-pass-per-sub-pixel
+the face-embedding experiments (any embedding can be passed as `condition`).
+`sample(method="cached")` uses the exact cached sampler of
+`pixel_keras.cached_sampling`; the default is the naive one-pass-per-sub-pixel
 sampler of the base class.
 
 Tricks: the vertical stack is a (k + 1) x n convolution padded on top and
