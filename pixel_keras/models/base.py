@@ -82,6 +82,13 @@ class AutoregressiveImageModel(keras.Model):
     `(H, W, C)`) and `self.num_levels` (K).
     """
 
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds the model from `get_config()` (JSON turns tuples to lists)."""
+        config = dict(config)
+        config["image_shape"] = tuple(config["image_shape"])
+        return cls(**config)
+
     # ---- input checks -------------------------------------------------
     def validate_images(self, images, name="images"):
         """Checks integer dtype, rank, shape and value range.

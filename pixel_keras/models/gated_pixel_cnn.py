@@ -314,9 +314,3 @@ class GatedPixelCNN(AutoregressiveImageModel):
             "condition_map_channels": self.condition_map_channels,
             "deconv_maps": self.deconv_maps,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["image_shape"] = tuple(config["image_shape"])
-        return cls(**config)

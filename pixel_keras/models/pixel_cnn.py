@@ -203,9 +203,3 @@ class PixelCNN(AutoregressiveImageModel):
             "first_kernel_size": self.first_kernel_size,
             "kernel_size": self.kernel_size,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["image_shape"] = tuple(config["image_shape"])
-        return cls(**config)

@@ -288,12 +288,6 @@ class PixelRNN(AutoregressiveImageModel):
             "first_kernel_size": self.first_kernel_size,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["image_shape"] = tuple(config["image_shape"])
-        return cls(**config)
-
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class RowLSTMPixelRNN(PixelRNN):
