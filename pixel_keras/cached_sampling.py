@@ -70,6 +70,14 @@ def _dense(x, layer):
     return ops.matmul(x, _masked_matrix(layer)) + layer.bias
 
 
+def supports(model):
+    """True when `model` has an exact cached sampler (PixelCNN, GatedPixelCNN)."""
+    from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
+    from pixel_keras.models.pixel_cnn import PixelCNN
+
+    return isinstance(model, (PixelCNN, GatedPixelCNN))
+
+
 def cached_sampler(model):
     """The cached sampler for `model` (cached per model object).
 

@@ -316,6 +316,13 @@ def _add_sample(commands):
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, same images (0)")
     p.add_argument(
+        "--method",
+        choices=("auto", "cached", "naive"),
+        default="auto",
+        help="sampler: 'cached' (exact, fast; PixelCNN and Gated PixelCNN), "
+        "'naive' (one full pass per sub-pixel); auto = cached where available",
+    )
+    p.add_argument(
         "--temperature",
         type=_positive_float,
         default=1.0,
@@ -577,12 +584,18 @@ def _sample(args):
         )
     else:
         labels = None
+    from pixel_keras import cached_sampling
+
+    method = args.method
+    if method == "auto":
+        method = "cached" if cached_sampling.supports(model) else "naive"
     images = model.sample(
         args.num_samples,
         seed=args.seed,
         temperature=args.temperature,
-        verbose=0,
+        verbose=1 if sys.stdout.isatty() else 0,
         class_label=labels,
+        method=method,
     )
     save_image_grid(
         images,

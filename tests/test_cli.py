@@ -197,6 +197,10 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     assert cli.main([*sample, "--overwrite"]) == 0
     with open(png, "rb") as f:
         assert f.read() == first
+    # The default (cached, exact) sampler draws the naive sampler's images.
+    assert cli.main([*sample, "--overwrite", "--method", "naive"]) == 0
+    with open(png, "rb") as f:
+        assert f.read() == first
     from PIL import Image
 
     with Image.open(png) as image:
