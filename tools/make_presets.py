@@ -80,35 +80,35 @@ PRESETS = {
         paper=GATED_PAPER, dataset="downsampled_imagenet/64x64",
         notes="Paper: 20 layers, 384 maps, 5x5 filters; ImageNet 64x64 test 3.57 "
               "bits/dim. The 1024-map output stack is our reading.")),
-    # --- Fashion-MNIST: one GPU, well under an hour ------------------------
+    # --- Fashion-MNIST: sized for CPU training (2 cores, ~15 min each) ------
     "pixelcnn_fashion_mnist": (
         "pixelcnn",
         dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=32,
-             num_residual_blocks=7, output_maps=128),
+             num_residual_blocks=5, output_maps=64),
         dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
     ),
     "row_lstm_fashion_mnist": (
         "row_lstm",
         dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=32,
-             num_layers=4, output_maps=128, kernel_size=3),
+             num_layers=2, output_maps=64, kernel_size=3),
         dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
     ),
     "diagonal_bilstm_fashion_mnist": (
         "diagonal_bilstm",
-        dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=32,
-             num_layers=4, output_maps=128),
+        dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=16,
+             num_layers=2, output_maps=64),
         dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
     ),
     "gated_pixelcnn_fashion_mnist": (
         "gated_pixelcnn",
-        dict(image_shape=[28, 28, 1], num_levels=256, num_layers=10,
-             hidden_maps=64, kernel_size=5, output_maps=128),
+        dict(image_shape=[28, 28, 1], num_levels=256, num_layers=5,
+             hidden_maps=32, kernel_size=3, output_maps=64),
         dict(paper=GATED_PAPER, dataset="fashion_mnist"),
     ),
     "gated_pixelcnn_conditional_fashion_mnist": (
         "gated_pixelcnn",
-        dict(image_shape=[28, 28, 1], num_levels=256, num_layers=10,
-             hidden_maps=64, kernel_size=5, output_maps=128, num_classes=10),
+        dict(image_shape=[28, 28, 1], num_levels=256, num_layers=5,
+             hidden_maps=32, kernel_size=3, output_maps=64, num_classes=10),
         dict(paper=GATED_PAPER, dataset="fashion_mnist",
              notes="Class-conditional on the 10 Fashion-MNIST labels (input `class_label`)."),
     ),
