@@ -1,4 +1,4 @@
-"""Fast exact sampling for PixelCNN and Gated PixelCNN with per-layer caches.
+"""Fast exact sampling with per-layer caches, for all four architectures.
 
 Ramachandran et al. (2017) note that the naive sampler (one full forward pass
 per sub-pixel, `sampling.naive_steps`) recomputes every layer at every
@@ -41,14 +41,31 @@ convolution of the last k + 1 cached rows per layer, O(1) per pixel
 amortized) and kept for row i + 1. Conditions (class label, vector, map, the
 deconvolution network) are evaluated once before the first step.
 
-NOTE: the PixelRNN models (`RowLSTM`, `DiagonalBiLSTM`) are not supported:
-`method="cached"` raises a `ValueError` for them (use `method="naive"`).
+PixelRNN: the first (mask-A) conv and the 1 x 1 layers are computed at the
+current pixel as above; each LSTM layer keeps its states:
+
+- Row LSTM: the hidden and cell states of the rows so far and the layer's
+  input in the current row. At (i, j) the gates are the masked 1 x k
+  input-to-state conv over the current row (columns j - k//2 ... j) plus the
+  width-k state-to-state conv over the previous row's hidden states: one
+  LSTM update per pixel, the numbers `RowLSTM` computes a row at a time.
+- Diagonal BiLSTM: the left-to-right state at (i, j) is one LSTM update from
+  (i - 1, j) and (i, j - 1) (the skewed column recurrence read in raster
+  order). The right-to-left state at (i, j) needs (i, j + 1), but it is used
+  only shifted down a row: once row i is finished, every layer runs it over
+  row i, right to left (O(1) per pixel amortized), for row i + 1.
+
+All of it is `keras.ops` (`fori_loop`, `cond`, `slice`, `slice_update`), so
+the same sampler is compiled by TensorFlow and JAX and is the loop of the
+exported `sample` signature (`pixel_keras.export`, which passes a
+`slice_update` made of standard TensorFlow ops).
 """
 
 import keras
 from keras import ops
 
 from pixel_keras import sampling
+from pixel_keras.layers.row_lstm import lstm_update
 
 
 def _masked_matrix(layer):
@@ -71,37 +88,60 @@ def _dense(x, layer):
 
 
 def supports(model):
-    """True when `model` has an exact cached sampler (PixelCNN, GatedPixelCNN)."""
+    """True when `model` has an exact cached sampler (all four architectures)."""
     from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
     from pixel_keras.models.pixel_cnn import PixelCNN
+    from pixel_keras.models.pixel_rnn import PixelRNN
 
-    return isinstance(model, (PixelCNN, GatedPixelCNN))
+    return isinstance(model, (PixelCNN, GatedPixelCNN, PixelRNN))
 
 
 def cached_sampler(model):
     """The cached sampler for `model` (cached per model object).
 
     Raises:
-        ValueError: for models other than `PixelCNN` and `GatedPixelCNN`.
+        ValueError: for models other than `PixelCNN`, `GatedPixelCNN` and
+            `PixelRNN` (Row LSTM, Diagonal BiLSTM).
     """
     from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
     from pixel_keras.models.pixel_cnn import PixelCNN
+    from pixel_keras.models.pixel_rnn import PixelRNN
 
     sampler = getattr(model, "_cached_sampler", None)
-    if sampler is not None:
-        return sampler
+    if sampler is None:
+        sampler = new_sampler(model)
+        model._cached_sampler = sampler
+    return sampler
+
+
+def new_sampler(model, slice_update=None):
+    """A new cached sampler for `model` (see `cached_sampler`).
+
+    Args:
+        model: a `PixelCNN`, `GatedPixelCNN` or `PixelRNN`.
+        slice_update: optional replacement for `keras.ops.slice_update`
+            (same signature), used to write into the caches; the SavedModel
+            export passes one built from standard TensorFlow ops.
+    """
+    from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
+    from pixel_keras.models.pixel_cnn import PixelCNN
+    from pixel_keras.models.pixel_rnn import PixelRNN
+
     if isinstance(model, PixelCNN):
-        sampler = CachedPixelCNNSampler(model)
+        cls = CachedPixelCNNSampler
     elif isinstance(model, GatedPixelCNN):
-        sampler = CachedGatedPixelCNNSampler(model)
+        cls = CachedGatedPixelCNNSampler
+    elif isinstance(model, PixelRNN) and model.cell == "row_lstm":
+        cls = CachedRowLSTMSampler
+    elif isinstance(model, PixelRNN):
+        cls = CachedDiagonalBiLSTMSampler
     else:
         raise ValueError(  # noqa: TRY004 (the documented error of `sample`)
-            "`method='cached'` supports PixelCNN and GatedPixelCNN models only; "
-            "use `method='naive'` for this model. "
+            "`method='cached'` supports the PixelCNN, GatedPixelCNN and "
+            "PixelRNN models only; use `method='naive'` for this model. "
             f"Received: model of class {type(model).__name__}"
         )
-    model._cached_sampler = sampler
-    return sampler
+    return cls(model, slice_update=slice_update)
 
 
 class _CachedSampler:
@@ -110,8 +150,9 @@ class _CachedSampler:
     A state is `(flat canvas [N, HWC], parts)`, `parts` a tuple of caches.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, slice_update=None):
         self.model = model
+        self.slice_update = slice_update or ops.slice_update
         self.name = model.name
         self.height, self.width, self.channels = model.image_shape
         self.num_levels = model.num_levels
@@ -119,6 +160,10 @@ class _CachedSampler:
         self.scale, self.offset = float(rescale.scale), float(rescale.offset)
         self.out_1 = model.get_layer(f"{self.name}_out_conv_1")
         self.out_2 = model.get_layer(f"{self.name}_out_conv_2")
+
+    def _write_pixel(self, cache, index, value):
+        """`cache[:, index[0], index[1]] = value` for `value` `[N, maps]`."""
+        return self.slice_update(cache, [0, *index, 0], value[:, None, None, :])
 
     def _scaled(self, values):
         return ops.cast(values, "float32") * self.scale + self.offset
@@ -162,7 +207,7 @@ class _CachedSampler:
             parts = self._write(parts, value, i, j, c)
             if not recording:
                 return flat, parts
-            record = ops.slice_update(record, [0, t, 0], logits[:, None, :])
+            record = self.slice_update(record, [0, t, 0], logits[:, None, :])
             return (flat, parts), record
 
         recording = record is not None
@@ -180,8 +225,8 @@ class CachedPixelCNNSampler(_CachedSampler):
     convolution, zero-padded as "same" padding pads them.
     """
 
-    def __init__(self, model):
-        super().__init__(model)
+    def __init__(self, model, slice_update=None):
+        super().__init__(model, slice_update)
         get = model.get_layer
         self.conv_in = get(f"{self.name}_conv_in")
         self.blocks = [
@@ -214,7 +259,7 @@ class CachedPixelCNNSampler(_CachedSampler):
         for (conv_1, conv_2, conv_3), cache in zip(self.blocks, caches):
             y = ops.relu(_dense(ops.relu(x), conv_1))  # [N, h], conv_2's input
             kh, kw = conv_2.kernel_size
-            cache = ops.slice_update(
+            cache = self.slice_update(
                 cache, [0, i + kh // 2, j + kw // 2, 0], y[:, None, None, :]
             )
             new_caches.append(cache)
@@ -227,7 +272,7 @@ class CachedPixelCNNSampler(_CachedSampler):
         image, caches = parts
         ph, pw = (k // 2 for k in self.conv_in.kernel_size)
         update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
-        return ops.slice_update(image, [0, i + ph, j + pw, c], update), caches
+        return self.slice_update(image, [0, i + ph, j + pw, c], update), caches
 
 
 class CachedGatedPixelCNNSampler(_CachedSampler):
@@ -245,8 +290,8 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
             and the condition map s `[N, H, W, S]` (or `[N, H, W, 0]`).
     """
 
-    def __init__(self, model):
-        super().__init__(model)
+    def __init__(self, model, slice_update=None):
+        super().__init__(model, slice_update)
         self.blocks = [
             model.get_layer(f"{self.name}_block_{b}") for b in range(model.num_layers)
         ]
@@ -324,7 +369,7 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
                     [ops.shape(s)[0], 1, k + 1, self.channels],
                 )
             else:
-                cache = ops.slice_update(
+                cache = self.slice_update(
                     horizontal[index - 1], [0, j + k, 0], x[:, None]
                 )
                 new_horizontal.append(cache)
@@ -363,7 +408,7 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
         vertical, horizontal, from_above, terms, s = parts
         k = self.k
         update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
-        image = ops.slice_update(vertical[0], [0, i + k, j + k, c], update)
+        image = self.slice_update(vertical[0], [0, i + k, j + k, c], update)
         vertical = (image, *vertical[1:])
         row_done = ops.logical_and(
             ops.equal(j, self.width - 1), ops.equal(c, self.channels - 1)
@@ -400,11 +445,204 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
             )  # [N, W, 2p], used by row i + 1
             if index + 1 < len(self.blocks):
                 new_vertical.append(
-                    ops.slice_update(
+                    self.slice_update(
                         vertical[index + 1], [0, i + k, k, 0], block._gate(pre)
                     )
                 )
         return tuple(new_vertical), tuple(from_above)
+
+
+
+def _slice_pixel(cache, index):
+    """`cache[:, index[0], index[1], ...]` of a 4-D cache, `[N, maps]`."""
+    num, maps = ops.shape(cache)[0], ops.shape(cache)[-1]
+    return ops.reshape(ops.slice(cache, [0, *index, 0], [num, 1, 1, maps]), (-1, maps))
+
+
+class _CachedPixelRNNSampler(_CachedSampler):
+    """The shared part of the PixelRNN samplers: mask-A input conv, the
+    per-layer 1 x 1 output conv and residual, the output stack.
+
+    Parts of the state: `(image, layers)`, `image` the scaled image padded as
+    the first conv pads it, `layers` one tuple of caches per LSTM layer
+    (`_initial_layer` / `_layer_step` of the subclass).
+    """
+
+    def __init__(self, model, slice_update=None):
+        super().__init__(model, slice_update)
+        get = model.get_layer
+        self.conv_in = get(f"{self.name}_conv_in")
+        suffix = "row_lstm" if model.cell == "row_lstm" else "diagonal_bilstm"
+        self.layers = [
+            (
+                get(f"{self.name}_layer_{i}_{suffix}"),
+                get(f"{self.name}_layer_{i}_conv_out"),
+            )
+            for i in range(model.num_layers)
+        ]
+        self.residual = model.residual
+        self.units = model.hidden_maps
+
+    def _initial_parts(self, canvas, conditions):
+        num = ops.shape(canvas)[0]
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = ops.pad(self._scaled(canvas), [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        layers = tuple(self._initial_layer(num, lstm) for lstm, _ in self.layers)
+        return image, layers
+
+    def _column_logits(self, parts, i, j):
+        image, layers = parts
+        x = _neighbourhood(image, i, j, self.conv_in.kernel_size)
+        x = ops.matmul(x, _masked_matrix(self.conv_in)) + self.conv_in.bias  # [N, 2h]
+        new_layers = []
+        for (lstm, conv_out), state in zip(self.layers, layers):
+            hidden, state = self._layer_step(lstm, state, x, i, j)  # [N, h]
+            new_layers.append(state)
+            y = _dense(hidden, conv_out)
+            x = x + y if self.residual else y
+        return self._output_stack(x), (image, tuple(new_layers))
+
+    def _write(self, parts, value, i, j, c):
+        image, layers = parts
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
+        return self.slice_update(image, [0, i + ph, j + pw, c], update), layers
+
+
+class CachedRowLSTMSampler(_CachedPixelRNNSampler):
+    """The cached sampler of a Row LSTM `PixelRNN`.
+
+    Per layer, with p = k // 2:
+        inputs: the layer's input in the current row, `[N, W + 2p, 2h]`
+            (p zero columns either side; the mask zeroes the taps right of
+            the centre, so what is there does not matter).
+        hidden: the hidden states, `[N, H + 1, W + 2p, h]`, row 0 and p
+            columns either side zero (the state before row 0 and beyond the
+            borders).
+        cell: the cell states, `[N, H + 1, W, h]`, row 0 zero.
+
+    At pixel (i, j) the gates are the masked 1 x k input conv over inputs
+    j - p ... j of row i plus the width-k state-to-state conv over hidden
+    row i - 1, columns j - p ... j + p: one LSTM update per pixel and layer,
+    the same numbers the row-at-a-time `RowLSTM` computes.
+    """
+
+    def _initial_layer(self, num, lstm):
+        p, h = lstm.kernel_size // 2, self.units
+        width, height = self.width, self.height
+        maps = lstm.input_conv.kernel.shape[2]
+        return (
+            ops.zeros((num, width + 2 * p, maps), "float32"),
+            ops.zeros((num, height + 1, width + 2 * p, h), "float32"),
+            ops.zeros((num, height + 1, width, h), "float32"),
+        )
+
+    def _layer_step(self, lstm, state, x, i, j):
+        inputs, hidden, cell = state
+        k, h = lstm.kernel_size, self.units
+        num = ops.shape(x)[0]
+        p = k // 2
+        inputs = self.slice_update(inputs, [0, j + p, 0], x[:, None, :])
+        patch = ops.reshape(
+            ops.slice(inputs, [0, j, 0], [num, k, ops.shape(inputs)[-1]]), (num, -1)
+        )
+        gates = ops.matmul(patch, _masked_matrix(lstm.input_conv)) + lstm.bias
+        above = ops.reshape(ops.slice(hidden, [0, i, j, 0], [num, 1, k, h]), (num, -1))
+        gates = gates + ops.matmul(above, ops.reshape(lstm.recurrent_kernel, (k * h, -1)))
+        new_hidden, new_cell = lstm_update(gates, _slice_pixel(cell, (i, j)))
+        hidden = self._write_pixel(hidden, (i + 1, j + p), new_hidden)
+        cell = self._write_pixel(cell, (i + 1, j), new_cell)
+        return new_hidden, (inputs, hidden, cell)
+
+
+class CachedDiagonalBiLSTMSampler(_CachedPixelRNNSampler):
+    """The cached sampler of a Diagonal BiLSTM `PixelRNN`.
+
+    Per layer:
+        hidden: left-to-right hidden states `[N, H + 1, W + 1, h]`, row 0
+            and column 0 zero (above row 0 and left of column 0).
+        cell: left-to-right cell states `[N, H, W + 1, h]`, column 0 zero.
+        reverse_gates: the right-to-left input-to-state pre-activations of
+            the current row, `[N, W, 4h]`.
+        reverse_above: the right-to-left hidden states of the previous row,
+            `[N, W, h]` (zeros for row 0): the shifted-down right-to-left
+            term added at every pixel of the current row.
+
+    Left to right, the state at (i, j) is one LSTM update from the 1 x 1
+    masked input conv at (i, j), the hidden states at (i - 1, j) and
+    (i, j - 1) and the cell state at (i, j - 1): the diagonal sweep of
+    `DiagonalBiLSTM` read in raster order. Right to left, (i, j) depends on
+    (i, j + 1), which comes later, so that direction waits until row i is
+    finished (its last sub-pixel is sampled) and then runs once over the row,
+    right to left, for every layer: O(1) per pixel amortized.
+    """
+
+    def _initial_layer(self, num, lstm):
+        h, height, width = self.units, self.height, self.width
+        return (
+            ops.zeros((num, height + 1, width + 1, h), "float32"),
+            ops.zeros((num, height, width + 1, h), "float32"),
+            ops.zeros((num, width, 4 * h), "float32"),
+            ops.zeros((num, width, h), "float32"),
+        )
+
+    def _layer_step(self, lstm, state, x, i, j):
+        hidden, cell, reverse_gates, reverse_above = state
+        gates = ops.matmul(x, _masked_matrix(lstm.input_conv)) + lstm.bias
+        gates = gates + ops.matmul(
+            _slice_pixel(hidden, (i, j + 1)), lstm.recurrent_kernel[0]
+        )  # (i - 1, j)
+        gates = gates + ops.matmul(
+            _slice_pixel(hidden, (i + 1, j)), lstm.recurrent_kernel[1]
+        )  # (i, j - 1)
+        new_hidden, new_cell = lstm_update(gates, _slice_pixel(cell, (i, j)))
+        hidden = self._write_pixel(hidden, (i + 1, j + 1), new_hidden)
+        cell = self._write_pixel(cell, (i, j + 1), new_cell)
+        reverse = (
+            ops.matmul(x, _masked_matrix(lstm.reverse_input_conv)) + lstm.reverse_bias
+        )
+        reverse_gates = self.slice_update(reverse_gates, [0, j, 0], reverse[:, None])
+        output = new_hidden + ops.take(reverse_above, j, axis=1)
+        return output, (hidden, cell, reverse_gates, reverse_above)
+
+    def _write(self, parts, value, i, j, c):
+        image, layers = super()._write(parts, value, i, j, c)
+        row_done = ops.logical_and(
+            ops.equal(j, self.width - 1), ops.equal(c, self.channels - 1)
+        )
+        layers = ops.cond(
+            row_done, lambda: self._reverse_row(layers), lambda: layers
+        )
+        return image, layers
+
+    def _reverse_row(self, layers):
+        """The right-to-left states of the finished row, for every layer."""
+        new_layers = []
+        width = self.width
+        for (lstm, _), (hidden, cell, reverse_gates, reverse_above) in zip(
+            self.layers, layers
+        ):
+            kernel = lstm.reverse_recurrent_kernel
+            zeros = ops.zeros_like(reverse_above[:, 0])  # [N, h]
+
+            def body(t, carry, reverse_gates=reverse_gates,
+                     reverse_above=reverse_above, kernel=kernel):
+                right_hidden, right_cell, row = carry
+                column = width - 1 - t
+                gates = ops.take(reverse_gates, column, axis=1)
+                gates = gates + ops.matmul(
+                    ops.take(reverse_above, column, axis=1), kernel[0]
+                )  # (i - 1, j)
+                gates = gates + ops.matmul(right_hidden, kernel[1])  # (i, j + 1)
+                new_hidden, new_cell = lstm_update(gates, right_cell)
+                row = self.slice_update(row, [0, column, 0], new_hidden[:, None])
+                return new_hidden, new_cell, row
+
+            _, _, row = ops.fori_loop(
+                0, width, body, (zeros, zeros, ops.zeros_like(reverse_above))
+            )
+            new_layers.append((hidden, cell, reverse_gates, row))
+        return tuple(new_layers)
 
 
 def sample_rows(
@@ -423,10 +661,12 @@ def sample_rows(
         def rows(state, start, stop, seeds, temperature, given, known):
             return sampler.steps(state, start, stop, seeds, temperature, given, known)
 
-        sampler.rows = _jit_model_fn(model, rows)
+        # XLA on TensorFlow too: the loop is many small ops per step, which
+        # XLA fuses (and it updates the caches in place); 3-5x faster on CPU.
+        sampler.rows = _jit_model_fn(model, rows, jit_compile=True)
         sampler.start = _jit_model_fn(
             model,
-            lambda canvas, conditions: sampler.initial_state(canvas, conditions)
+            lambda canvas, conditions: sampler.initial_state(canvas, conditions),
         )
     height, width, channels = model.image_shape
     state = sampler.start(canvas, conditions or {})
@@ -472,4 +712,6 @@ def sample_with_logits(
         shape = (-1, height, width, channels, model.num_levels)
         return sampler.canvas(state), ops.reshape(record, shape)
 
-    return _jit_model_fn(model, run)(canvas, seeds, temperature, given, known, conditions or {})
+    return _jit_model_fn(model, run, jit_compile=True)(
+        canvas, seeds, temperature, given, known, conditions or {}
+    )

@@ -319,8 +319,9 @@ def _add_sample(commands):
         "--method",
         choices=("auto", "cached", "naive"),
         default="auto",
-        help="sampler: 'cached' (exact, fast; PixelCNN and Gated PixelCNN), "
-        "'naive' (one full pass per sub-pixel); auto = cached where available",
+        help="sampler: 'cached' (exact, O(1) work per sub-pixel, every "
+        "architecture), 'naive' (one full pass per sub-pixel, the reference); "
+        "auto (default) = cached where available",
     )
     p.add_argument(
         "--temperature",

@@ -15,7 +15,9 @@ complete         images, known uint8 [N,H,W,C], seed, temperature -> images
 ```
 
 Sampling runs entirely in the graph: `sample` and `complete` are one
-`tf.while_loop` (`sampling.naive_steps`) over all H*W*C sub-pixels. The noise
+`tf.while_loop` over all H*W*C sub-pixels with the cached sampler
+(`cached_sampling`: per-layer caches, O(1) work per sub-pixel, the same images
+as the naive sampler), and `sample_step` runs one full forward pass. The noise
 is counter-based (`sampling.gumbel_noise`): sample n at step t depends only on
 (seed_n mod 2**32, t), so
 
@@ -34,7 +36,8 @@ signatures fix dtypes and ranks, and in-graph assertions check `position`,
 `class_label`, `temperature` and matching batch sizes.
 
 NOTE: the graph holds only standard TensorFlow ops (no py_function, no custom
-ops), so TF Serving's C++ loader runs it as is.
+ops, no XLA-only ops such as `XlaDynamicUpdateSlice`), so TF Serving's C++
+loader runs it as is.
 """
 
 from __future__ import annotations
@@ -101,6 +104,26 @@ def _named(fn, names):
     return positional
 
 
+def _slice_update(inputs, start_indices, updates):
+    """`keras.ops.slice_update` from standard TensorFlow ops.
+
+    Keras' TensorFlow backend writes slices with `XlaDynamicUpdateSlice`, an
+    XLA op; a TF Serving build without XLA cannot run it. Here: pad the
+    update to the full shape and select it with a padded mask (`Pad`,
+    `SelectV2`), which costs one copy of `inputs`, as the XLA op does
+    outside a compiled function.
+    """
+    tf = _tf()
+    inputs = tf.convert_to_tensor(inputs)
+    updates = tf.cast(updates, inputs.dtype)
+    start = tf.stack([tf.cast(index, tf.int32) for index in start_indices])
+    paddings = tf.stack([start, tf.shape(inputs) - tf.shape(updates) - start], axis=1)
+    mask = tf.pad(tf.ones(tf.shape(updates), tf.int8), paddings) > 0
+    out = tf.where(mask, tf.pad(updates, paddings), inputs)
+    out.set_shape(inputs.shape)
+    return out
+
+
 def build_signatures(model) -> dict:
     """Returns {signature name: tf.function with an input signature}.
 
@@ -108,7 +131,7 @@ def build_signatures(model) -> dict:
         model: an `AutoregressiveImageModel` (built, TensorFlow backend).
     """
     tf = _tf()
-    from pixel_keras import distributions, sampling
+    from pixel_keras import cached_sampling, distributions, sampling
 
     height, width, channels = (int(d) for d in model.image_shape)
     num_steps = height * width * channels
@@ -204,16 +227,20 @@ def build_signatures(model) -> dict:
             check_sampling(seed, temperature) + check_conditions(batch, conditions)
         ):
             seeds = to_seeds(seed)
-        canvas = sampling.naive_steps(
-            logits_fn(conditions),
-            canvas,
-            tf.constant(0, tf.int32),
-            tf.constant(num_steps, tf.int32),
-            seeds,
-            temperature,
-            given,
-            known,
-        )
+        # The cached sampler (O(1) work per sub-pixel), writing its caches
+        # with standard ops so that the graph has no XLA-only ops.
+        sampler = cached_sampling.new_sampler(model, slice_update=_slice_update)
+        with tf.name_scope("cached_sampler"):
+            state = sampler.steps(
+                sampler.initial_state(canvas, conditions),
+                tf.constant(0, tf.int32),
+                tf.constant(num_steps, tf.int32),
+                seeds,
+                temperature,
+                given,
+                known,
+            )
+            canvas = sampler.canvas(state)
         return {"images": tf.identity(to_images(canvas), name="images")}
 
     def sample(seed, temperature, **conditions):

@@ -183,33 +183,92 @@ def test_gated_completion_matches_naive():
     np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
 
 
+def rnn(shape, cell, **kwargs):
+    config = {
+        "hidden_maps": 8,
+        "num_layers": 2,
+        "output_maps": 16,
+        "first_kernel_size": 3,
+    }
+    return PixelRNN(shape, NUM_LEVELS, cell=cell, **{**config, **kwargs})
+
+
+RNN_CASES = [
+    ((5, 5, 1), "row_lstm", {}),
+    ((5, 6, 3), "row_lstm", {}),
+    ((6, 5, 3), "row_lstm", {"kernel_size": 5, "residual": False}),
+    ((5, 5, 1), "row_lstm", {"num_layers": 0, "first_kernel_size": 5}),
+    ((5, 5, 1), "diagonal_bilstm", {}),
+    ((5, 6, 3), "diagonal_bilstm", {}),
+    ((6, 5, 3), "diagonal_bilstm", {"num_layers": 3, "residual": False}),
+    ((7, 4, 1), "diagonal_bilstm", {"first_kernel_size": 5}),
+]
+
+
 @pytest.mark.parametrize(
-    "model",
-    [
-        lambda: PixelRNN(
-            image_shape=(5, 5, 1),
-            num_levels=NUM_LEVELS,
-            cell="row_lstm",
-            hidden_maps=8,
-            num_layers=1,
-            output_maps=16,
-        ),
-        lambda: PixelRNN(
-            image_shape=(5, 5, 1),
-            num_levels=NUM_LEVELS,
-            cell="diagonal_bilstm",
-            hidden_maps=8,
-            num_layers=1,
-            output_maps=16,
-        ),
-    ],
-    ids=["row_lstm", "diagonal_bilstm"],
+    "shape, cell, kwargs",
+    RNN_CASES,
+    ids=[f"{c}-{'x'.join(map(str, s))}-{i}" for i, (s, c, _) in enumerate(RNN_CASES)],
 )
-def test_unsupported_models_raise(model):
-    with pytest.raises(
-        ValueError, match="supports PixelCNN and GatedPixelCNN models only"
-    ):
-        model().sample(1, seed=0, verbose=0, method="cached")
+def test_pixel_rnn_cached_equals_naive_and_full_pass(shape, cell, kwargs):
+    model = sharpen(rnn(shape, cell, **kwargs))
+    naive = model.sample(3, seed=2, temperature=0.8, verbose=0, method="naive")
+    cached = model.sample(3, seed=2, temperature=0.8, verbose=0, method="cached")
+    assert cached.dtype == np.uint8 and cached.shape == (3, *shape)
+    np.testing.assert_array_equal(cached, naive)
+    assert len(np.unique(naive)) > 2
+    canvas, logits = run_with_logits(model, 3, seed=2, temperature=0.8)
+    np.testing.assert_array_equal(canvas, naive)
+    full = ops.convert_to_numpy(model(canvas, training=False))
+    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["row_lstm", "diagonal_bilstm"])
+def test_pixel_rnn_completion_matches_naive(cell):
+    shape = (5, 5, 3)
+    model = sharpen(rnn(shape, cell))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, NUM_LEVELS, size=(2, *shape))
+    mask = np.zeros_like(images)
+    mask[:, :2] = 1
+    mask[:, 3, 3, 1] = 1
+    mask[:, 4, 0] = 1  # a known pixel below the first unknown row
+    given = (images, mask)
+    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0, method="naive")
+    cached = model.sample(2, seed=1, conditioned_on=given, verbose=0)
+    np.testing.assert_array_equal(cached, naive)
+    np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
+    canvas, logits = run_with_logits(
+        model,
+        2,
+        seed=1,
+        given=images.reshape(2, -1).astype("int32"),
+        known=mask.reshape(2, -1).astype(bool),
+    )
+    np.testing.assert_array_equal(canvas, cached)
+    full = ops.convert_to_numpy(model(canvas, training=False))
+    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+
+
+def test_cached_is_the_default_method():
+    model = sharpen(rnn((4, 4, 1), "diagonal_bilstm", num_layers=1))
+    model.sample(1, seed=0, verbose=0)
+    assert isinstance(
+        model._cached_sampler, cached_sampling.CachedDiagonalBiLSTMSampler
+    )
+    assert all(
+        cached_sampling.supports(m)
+        for m in (tiny((4, 4, 1)), gated((4, 4, 1)), rnn((4, 4, 1), "row_lstm"))
+    )
+
+
+def test_unsupported_models_raise():
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert not cached_sampling.supports(other)
+    with pytest.raises(ValueError, match="use `method='naive'`.*Sequential"):
+        cached_sampling.cached_sampler(other)
 
 
 def test_unknown_method_raises():

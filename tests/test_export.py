@@ -88,7 +88,12 @@ def test_signatures_agree_with_keras_model(exported, name):
             **_conditions(model, 3, True),
         )["images"].numpy()
         ref = model.sample(
-            3, seed=seeds, temperature=temperature, verbose=0, **_conditions(model, 3)
+            3,
+            seed=seeds,
+            temperature=temperature,
+            verbose=0,
+            method="naive",
+            **_conditions(model, 3),
         )
         assert got.dtype == np.uint8 and got.shape == (3, *model.image_shape)
         np.testing.assert_array_equal(got, ref)
@@ -112,10 +117,38 @@ def test_signatures_agree_with_keras_model(exported, name):
         **_conditions(model, 2, True),
     )["images"].numpy()
     ref = model.sample(
-        2, seed=seeds[:2], conditioned_on=(x, known), verbose=0, **_conditions(model, 2)
+        2,
+        seed=seeds[:2],
+        conditioned_on=(x, known),
+        verbose=0,
+        method="naive",
+        **_conditions(model, 2),
     )
     np.testing.assert_array_equal(got, ref)
     np.testing.assert_array_equal(got[known == 1], x[known == 1])
+
+
+def _node_names(concrete):
+    graph = concrete.graph.as_graph_def()
+    names = {node.name for node in graph.node}
+    for fn in graph.library.function:
+        names.update(node.name for node in fn.node_def)
+    return names
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_exported_sample_uses_the_cached_sampler(exported, name):
+    """The re-loaded `sample`/`complete` graphs run the cached sampler's loop,
+    not one full forward pass per sub-pixel (whose convolutions would sit in
+    the loop body)."""
+    _, _, loaded = exported[name]
+    for signature in ("sample", "complete"):
+        names = _node_names(loaded.signatures[signature])
+        assert any(n.startswith("cached_sampler/") for n in names), signature
+    assert not any(
+        n.startswith("cached_sampler/")
+        for n in _node_names(loaded.signatures["sample_step"])
+    )
 
 
 def test_sample_step_loop_reproduces_sample(exported):
@@ -216,6 +249,8 @@ def test_tf1_session_loader_runs_signatures_by_tensor_name(exported, name):
     unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
     assert not unknown, f"ops not registered in TensorFlow: {unknown}"
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+    # XLA-only ops (Keras' TF slice_update) need a TF Serving built with XLA.
+    assert not [op for op in ops if op.startswith("Xla")], sorted(ops)
 
     n = 2
     x = _images(model, n, seed=3)

@@ -19,13 +19,16 @@ from keras import ops
 from pixel_keras import losses, sampling
 
 
-def _jit(fn):
-    """Compiles `fn` with the active backend's tracer (graph or XLA)."""
+def _jit(fn, jit_compile=False):
+    """Compiles `fn` with the active backend's tracer (graph or XLA).
+
+    `jit_compile=True` asks TensorFlow for XLA too (JAX always uses it).
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, reduce_retracing=True)
+        return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile or None)
     if backend == "jax":
         import jax
 
@@ -33,7 +36,7 @@ def _jit(fn):
     return fn
 
 
-def _jit_model_fn(model, fn):
+def _jit_model_fn(model, fn, jit_compile=False):
     """Like `_jit`, for functions that read `model`'s weights.
 
     A traced JAX function would bake the weights in as constants, stale after
@@ -41,7 +44,7 @@ def _jit_model_fn(model, fn):
     through a `keras.StatelessScope`. TensorFlow graphs read variables live.
     """
     if keras.backend.backend() != "jax":
-        return _jit(fn)
+        return _jit(fn, jit_compile)
     import jax
 
     variables = list(model.variables)
@@ -334,7 +337,7 @@ class AutoregressiveImageModel(keras.Model):
         class_label=None,
         condition=None,
         condition_map=None,
-        method="naive",
+        method="cached",
     ):
         """Draws images sub-pixel by sub-pixel.
 
@@ -353,9 +356,9 @@ class AutoregressiveImageModel(keras.Model):
             condition: conditional models only: float `[num_samples, D]`.
             condition_map: conditional models only: float
                 `[num_samples, H, W, S]`.
-            method: "naive" (one full forward pass per sub-pixel, every
-                model) or "cached" (per-layer caches, O(1) work per
-                sub-pixel, `PixelCNN` and `GatedPixelCNN`; see `cached_sampling`). Both
+            method: "cached" (default: per-layer caches, O(1) work per
+                sub-pixel; see `pixel_keras.cached_sampling`) or "naive"
+                (one full forward pass per sub-pixel, the reference). Both
                 give the same images for the same seeds.
 
         Returns:

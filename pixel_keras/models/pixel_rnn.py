@@ -53,8 +53,8 @@ configs carry no `cell`). All three are registered for serialization.
 
 NOTE: not implemented: the paper's multi-scale PixelRNN (Section 3.5), its
 skip connections from every layer to the output (Section 3.4; residuals
-only here), and fast sampling with cached states (the base class samples
-naively, one full forward pass per sub-pixel).
+only here). Sampling is cached (O(1) work per sub-pixel): see
+`pixel_keras.cached_sampling`.
 """
 
 import keras
