@@ -369,8 +369,9 @@ def model_card(name: str, metadata: dict) -> str:
         ("Levels per sub-pixel", metadata.get("num_levels")),
         ("Parameters", f"{metadata['num_params']:,}" if "num_params" in metadata else None),
         ("Test bits/dim", metadata.get("test_bits_per_dim")),
+        ("Test nats/image", metadata.get("test_nats_per_image")),
         ("Training command", f"`{metadata['training_command']}`" if metadata.get("training_command") else None),
-        ("Weights", "included" if metadata.get("sha256") else "none (architecture only)"),
+        ("Weights", f"included (sha256 `{metadata['sha256']}`)" if metadata.get("sha256") else "none (architecture only)"),
     ]
     lines += ["| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]

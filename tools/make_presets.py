@@ -33,6 +33,14 @@ def rnn(key):
     return config.pop("cell"), config
 
 
+CPU_NOTE = (
+    "Sized and trained for CPU (no GPU was available to this work): a 15-minute "
+    "budget on 2 shared CPU cores, batches drawn from the full 60,000-image "
+    "training split (images seen: `train_images_seen` below), "
+    "`tools/train_fashion_mnist.sh`. Not converged: more steps (`--resume`, "
+    "a larger `--max-minutes`) or a GPU would lower the bits/dim."
+)
+
 PRESETS = {
     # --- paper-sized -------------------------------------------------------
     "pixelcnn_mnist": (
@@ -85,32 +93,33 @@ PRESETS = {
         "pixelcnn",
         dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=32,
              num_residual_blocks=5, output_maps=64),
-        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
+        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist", notes=CPU_NOTE),
     ),
     "row_lstm_fashion_mnist": (
         "row_lstm",
         dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=32,
              num_layers=2, output_maps=64, kernel_size=3),
-        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
+        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist", notes=CPU_NOTE),
     ),
     "diagonal_bilstm_fashion_mnist": (
         "diagonal_bilstm",
         dict(image_shape=[28, 28, 1], num_levels=256, hidden_maps=16,
              num_layers=2, output_maps=64),
-        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist"),
+        dict(paper=PIXEL_RNN_PAPER, dataset="fashion_mnist", notes=CPU_NOTE),
     ),
     "gated_pixelcnn_fashion_mnist": (
         "gated_pixelcnn",
         dict(image_shape=[28, 28, 1], num_levels=256, num_layers=5,
              hidden_maps=32, kernel_size=3, output_maps=64),
-        dict(paper=GATED_PAPER, dataset="fashion_mnist"),
+        dict(paper=GATED_PAPER, dataset="fashion_mnist", notes=CPU_NOTE),
     ),
     "gated_pixelcnn_conditional_fashion_mnist": (
         "gated_pixelcnn",
         dict(image_shape=[28, 28, 1], num_levels=256, num_layers=5,
              hidden_maps=32, kernel_size=3, output_maps=64, num_classes=10),
         dict(paper=GATED_PAPER, dataset="fashion_mnist",
-             notes="Class-conditional on the 10 Fashion-MNIST labels (input `class_label`)."),
+             notes="Class-conditional on the 10 Fashion-MNIST labels (input `class_label`). "
+                   + CPU_NOTE),
     ),
     # --- scikit-learn digits: minutes on CPU -------------------------------
     "pixelcnn_digits": (

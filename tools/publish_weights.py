@@ -26,6 +26,15 @@ from pixel_keras import training, zoo  # noqa: E402
 from pixel_keras.images import save_image_grid  # noqa: E402
 
 
+def _images_seen(state, run_config):
+    """Training images drawn: epochs x steps x batch (None if unknown)."""
+    epochs = state.get("epoch") if state else None
+    steps, batch = run_config.get("steps_per_epoch"), run_config.get("batch_size")
+    if epochs is None or steps is None or batch is None:
+        return None
+    return int(epochs) * int(steps) * int(batch)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
@@ -71,6 +80,7 @@ def main():
             "batch_size": run_config.get("batch_size"),
             "learning_rate": run_config.get("learning_rate"),
             "steps_per_epoch": run_config.get("steps_per_epoch"),
+            "train_images_seen": _images_seen(state, run_config),
             "optimizer": "Adam",
             "train_split": run_config.get("train_split"),
             "test_split": "test (full)",

@@ -1,0 +1,62 @@
+"""The trained weights shipped in zoo/: integrity and reproducible bits/dim.
+
+For every preset whose metadata records trained weights: the file is there,
+at most 50 MB, with the recorded sha256, and `pixel-keras evaluate --preset
+NAME` on the full test split gives the card's bits/dim to 0.01 (TensorFlow
+backend, CPU, whatever trained it).
+"""
+
+import json
+
+import pytest
+
+from pixel_keras import cli, zoo
+
+pytestmark = pytest.mark.tf_only
+
+MAX_WEIGHTS_BYTES = 50 * 1024 * 1024
+
+
+def _trained():
+    names = []
+    for name in zoo.list():
+        preset = zoo.get_preset(name)
+        if preset.metadata.get("sha256"):
+            names.append(name)
+    return names
+
+
+TRAINED = _trained()
+
+
+def test_every_fashion_mnist_and_digits_preset_has_weights():
+    expected = {n for n in zoo.list() if n.endswith(("_fashion_mnist", "_digits"))}
+    assert expected <= set(TRAINED), sorted(expected - set(TRAINED))
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_weights_file_size_and_sha256(name):
+    preset = zoo.get_preset(name)
+    weights = preset.bundled_weights
+    assert weights is not None and weights.exists()
+    assert weights.stat().st_size <= MAX_WEIGHTS_BYTES
+    assert zoo.sha256(weights) == preset.metadata["sha256"]
+    training = preset.metadata["training"]
+    for key in ("epochs", "batch_size", "hardware", "backend", "wall_time_s"):
+        assert training.get(key) is not None, key
+    assert preset.metadata["training_command"].startswith("pixel-keras train")
+    assert (preset.path / "samples.png").exists()
+    card = (preset.path / "README.md").read_text()
+    assert str(preset.metadata["test_bits_per_dim"]) in card
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_evaluate_reproduces_the_card(name, capsys):
+    preset = zoo.get_preset(name)
+    assert cli.main(["evaluate", "--preset", name, "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["split"] == "test"
+    assert result["num_images"] == preset.metadata["training"]["test_images"]
+    assert result["bits_per_dim"] == pytest.approx(
+        preset.metadata["test_bits_per_dim"], abs=0.01
+    )
