@@ -55,7 +55,7 @@ current pixel as above; each LSTM layer keeps its states:
   only shifted down a row: once row i is finished, every layer runs it over
   row i, right to left (O(1) per pixel amortized), for row i + 1.
 
-All of it is `keras.ops` (`fori_loop`, `cond`, `slice`, `slice_update`), so
+All of it is `keras.ops` (`fori_loop`, `slice`, `slice_update`), so
 the same sampler is compiled by TensorFlow and JAX and is the loop of the
 exported `sample` signature (`pixel_keras.export`, which passes a
 `slice_update` made of standard TensorFlow ops).
@@ -181,6 +181,11 @@ class _CachedSampler:
     def steps(self, state, start, stop, seeds, temperature, given, known, record=None):
         """Runs sub-pixel steps `start <= t < stop`; arguments as `naive_steps`.
 
+        `start` and `stop` must be multiples of W * C (whole rows): after the
+        last sub-pixel of each row the sampler updates its per-row caches
+        (`_end_row`), outside the per-pixel loop (an XLA conditional in the
+        pixel loop would copy every cache at every step).
+
         Args:
             state: from `initial_state` (or a previous call).
             record: optional float32 `[N, HWC, K]`; the logits of each step
@@ -191,12 +196,14 @@ class _CachedSampler:
         """
         height, width, channels = self.height, self.width, self.channels
         positions = ops.arange(height * width * channels, dtype="int32")
+        per_row = width * channels
+        recording = record is not None
 
-        def body(t, carry):
+        def pixel(t, carry):
             (flat, parts), record = carry if recording else (carry, None)
             c = t % channels
             j = (t // channels) % width
-            i = t // (channels * width)
+            i = t // per_row
             logits, parts = self._column_logits(parts, i, j)
             logits = ops.take(logits, c, axis=1)  # [N, K]
             value = sampling.draw(logits, seeds, t, temperature)
@@ -210,8 +217,22 @@ class _CachedSampler:
             record = self.slice_update(record, [0, t, 0], logits[:, None, :])
             return (flat, parts), record
 
-        recording = record is not None
-        return ops.fori_loop(start, stop, body, (state, record) if recording else state)
+        def row(i, carry):
+            carry = ops.fori_loop(i * per_row, (i + 1) * per_row, pixel, carry)
+            (flat, parts), record = carry if recording else (carry, None)
+            parts = self._end_row(parts, i)
+            return ((flat, parts), record) if recording else (flat, parts)
+
+        return ops.fori_loop(
+            start // per_row,
+            stop // per_row,
+            row,
+            (state, record) if recording else state,
+        )
+
+    def _end_row(self, parts, i):
+        """Per-row cache updates once row i is finished (none by default)."""
+        return parts
 
     def canvas(self, state):
         """The int32 canvas `[N, H, W, C]` of a state."""
@@ -410,14 +431,11 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
         update = ops.reshape(self._scaled(value), (-1, 1, 1, 1))
         image = self.slice_update(vertical[0], [0, i + k, j + k, c], update)
         vertical = (image, *vertical[1:])
-        row_done = ops.logical_and(
-            ops.equal(j, self.width - 1), ops.equal(c, self.channels - 1)
-        )
-        vertical, from_above = ops.cond(
-            row_done,
-            lambda: self._vertical_row(vertical, terms, s, i),
-            lambda: (vertical, from_above),
-        )
+        return vertical, horizontal, from_above, terms, s
+
+    def _end_row(self, parts, i):
+        vertical, horizontal, from_above, terms, s = parts
+        vertical, from_above = self._vertical_row(vertical, terms, s, i)
         return vertical, horizontal, from_above, terms, s
 
     def _vertical_row(self, vertical, terms, s, i):
@@ -605,15 +623,9 @@ class CachedDiagonalBiLSTMSampler(_CachedPixelRNNSampler):
         output = new_hidden + ops.take(reverse_above, j, axis=1)
         return output, (hidden, cell, reverse_gates, reverse_above)
 
-    def _write(self, parts, value, i, j, c):
-        image, layers = super()._write(parts, value, i, j, c)
-        row_done = ops.logical_and(
-            ops.equal(j, self.width - 1), ops.equal(c, self.channels - 1)
-        )
-        layers = ops.cond(
-            row_done, lambda: self._reverse_row(layers), lambda: layers
-        )
-        return image, layers
+    def _end_row(self, parts, i):
+        image, layers = parts
+        return image, self._reverse_row(layers)
 
     def _reverse_row(self, layers):
         """The right-to-left states of the finished row, for every layer."""
