@@ -101,15 +101,22 @@ def row_functions(model, method, batch):
         def rows(canvas, start, stop, seeds, temperature, given, known, conditions):
             return sampling.naive_steps(
                 lambda x: model(model._model_inputs(x, conditions), training=False),
-                canvas, start, stop, seeds, temperature, given, known,
+                canvas,
+                start,
+                stop,
+                seeds,
+                temperature,
+                given,
+                known,
             )
 
         fn = _jit_model_fn(model, rows)
         state = [canvas]
 
         def run_row(row):
-            state[0] = fn(state[0], *bounds(row), seeds, temperature, given, known,
-                          conditions)
+            state[0] = fn(
+                state[0], *bounds(row), seeds, temperature, given, known, conditions
+            )
 
         return run_row, lambda: ops.convert_to_numpy(state[0])
 
@@ -136,7 +143,9 @@ def measure(model, method, batch, rows, full):
     run_row(0)
     finish()
     compile_seconds = time.perf_counter() - start
-    timed = list(range(1, height)) if full else list(range(1, min(rows, height - 1) + 1))
+    timed = (
+        list(range(1, height)) if full else list(range(1, min(rows, height - 1) + 1))
+    )
     start = time.perf_counter()
     for row in timed:
         run_row(row)
@@ -155,11 +164,15 @@ def measure(model, method, batch, rows, full):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
-    parser.add_argument("--shapes", nargs="+", type=_shape, default=[_shape(s) for s in SHAPES])
+    parser.add_argument(
+        "--shapes", nargs="+", type=_shape, default=[_shape(s) for s in SHAPES]
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16, 64])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--naive-rows", type=int, default=2, help="timed rows (naive)")
-    parser.add_argument("--cached-rows", type=int, default=4, help="timed rows (cached)")
+    parser.add_argument(
+        "--cached-rows", type=int, default=4, help="timed rows (cached)"
+    )
     parser.add_argument("--full", action="store_true", help="time whole images")
     args = parser.parse_args(argv)
     if min(args.batch_sizes) < 1 or min(args.naive_rows, args.cached_rows) < 1:

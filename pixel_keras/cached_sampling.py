@@ -103,10 +103,6 @@ def cached_sampler(model):
         ValueError: for models other than `PixelCNN`, `GatedPixelCNN` and
             `PixelRNN` (Row LSTM, Diagonal BiLSTM).
     """
-    from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
-    from pixel_keras.models.pixel_cnn import PixelCNN
-    from pixel_keras.models.pixel_rnn import PixelRNN
-
     sampler = getattr(model, "_cached_sampler", None)
     if sampler is None:
         sampler = new_sampler(model)
@@ -136,7 +132,7 @@ def new_sampler(model, slice_update=None):
     elif isinstance(model, PixelRNN):
         cls = CachedDiagonalBiLSTMSampler
     else:
-        raise ValueError(  # noqa: TRY004 (the documented error of `sample`)
+        raise ValueError(  # the documented error of `sample`
             "`method='cached'` supports the PixelCNN, GatedPixelCNN and "
             "PixelRNN models only; use `method='naive'` for this model. "
             f"Received: model of class {type(model).__name__}"
@@ -470,7 +466,6 @@ class CachedGatedPixelCNNSampler(_CachedSampler):
         return tuple(new_vertical), tuple(from_above)
 
 
-
 def _slice_pixel(cache, index):
     """`cache[:, index[0], index[1], ...]` of a 4-D cache, `[N, maps]`."""
     num, maps = ops.shape(cache)[0], ops.shape(cache)[-1]
@@ -566,7 +561,9 @@ class CachedRowLSTMSampler(_CachedPixelRNNSampler):
         )
         gates = ops.matmul(patch, _masked_matrix(lstm.input_conv)) + lstm.bias
         above = ops.reshape(ops.slice(hidden, [0, i, j, 0], [num, 1, k, h]), (num, -1))
-        gates = gates + ops.matmul(above, ops.reshape(lstm.recurrent_kernel, (k * h, -1)))
+        gates = gates + ops.matmul(
+            above, ops.reshape(lstm.recurrent_kernel, (k * h, -1))
+        )
         new_hidden, new_cell = lstm_update(gates, _slice_pixel(cell, (i, j)))
         hidden = self._write_pixel(hidden, (i + 1, j + p), new_hidden)
         cell = self._write_pixel(cell, (i + 1, j), new_cell)
@@ -637,8 +634,13 @@ class CachedDiagonalBiLSTMSampler(_CachedPixelRNNSampler):
             kernel = lstm.reverse_recurrent_kernel
             zeros = ops.zeros_like(reverse_above[:, 0])  # [N, h]
 
-            def body(t, carry, reverse_gates=reverse_gates,
-                     reverse_above=reverse_above, kernel=kernel):
+            def body(
+                t,
+                carry,
+                reverse_gates=reverse_gates,
+                reverse_above=reverse_above,
+                kernel=kernel,
+            ):
                 right_hidden, right_cell, row = carry
                 column = width - 1 - t
                 gates = ops.take(reverse_gates, column, axis=1)

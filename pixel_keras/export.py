@@ -451,7 +451,9 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument(
         "--checkpoint", help="training run directory (latest checkpoint) or .keras file"
     )
-    p.add_argument("--out", required=True, metavar="BASE_DIR", help="the model's base path")
+    p.add_argument(
+        "--out", required=True, metavar="BASE_DIR", help="the model's base path"
+    )
     p.add_argument(
         "--version", type=int, default=None, help="version number (default: next free)"
     )
