@@ -3,7 +3,7 @@
 For every preset whose metadata records trained weights: the file is there,
 at most 50 MB, with the recorded sha256, and `pixel-keras evaluate --preset
 NAME` on the full test split gives the card's bits/dim to 0.01 (TensorFlow
-backend, CPU, whatever trained it).
+backend, CPU, whatever trained it; the Fashion-MNIST ones with --run-large).
 """
 
 import json
@@ -50,7 +50,15 @@ def test_weights_file_size_and_sha256(name):
     assert str(preset.metadata["test_bits_per_dim"]) in card
 
 
-@pytest.mark.parametrize("name", TRAINED)
+# Digits: seconds. Fashion-MNIST: 10,000 test images each, ~1 min per preset
+# on 2 CPU cores, so those run with --run-large (the slow-test rule).
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.large) if "fashion_mnist" in n else n
+        for n in TRAINED
+    ],
+)
 def test_evaluate_reproduces_the_card(name, capsys):
     preset = zoo.get_preset(name)
     assert cli.main(["evaluate", "--preset", name, "--split", "test", "--json"]) == 0
