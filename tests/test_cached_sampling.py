@@ -83,7 +83,9 @@ def run_with_logits(
 def test_cached_equals_naive(shape, kwargs):
     model = sharpen(tiny(shape, **kwargs))
     for seed, temperature in ((3, 1.0), (8, 0.7)):
-        naive = model.sample(3, seed=seed, temperature=temperature, verbose=0)
+        naive = model.sample(
+            3, seed=seed, temperature=temperature, verbose=0, method="naive"
+        )
         cached = model.sample(
             3, seed=seed, temperature=temperature, verbose=0, method="cached"
         )
@@ -96,23 +98,27 @@ def test_cached_equals_naive(shape, kwargs):
 def test_step_logits_equal_a_full_forward_pass(shape):
     model = sharpen(tiny(shape))
     canvas, logits = run_with_logits(model, 2, seed=5)
-    np.testing.assert_array_equal(canvas, model.sample(2, seed=5, verbose=0))
+    np.testing.assert_array_equal(
+        canvas, model.sample(2, seed=5, verbose=0, method="naive")
+    )
     # Causality: the logits at step t of the finished image are those the
     # sampler drew from, so one full pass over it reproduces all of them.
     full = ops.convert_to_numpy(model(canvas, training=False))
     np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
 
 
-def test_completion_matches_naive_and_keeps_known_sub_pixels():
-    shape = (5, 5, 3)
-    model = sharpen(tiny(shape))
+def check_completion(model, extra_known=()):
+    """Completion: cached == naive, known sub-pixels kept, logits == full pass."""
+    shape = model.image_shape
     rng = np.random.default_rng(0)
     images = rng.integers(0, NUM_LEVELS, size=(2, *shape))
     mask = np.zeros_like(images)
     mask[:, :2] = 1  # top rows known
     mask[:, 3, 3, 1] = 1  # and one isolated sub-pixel
+    for index in extra_known:
+        mask[(slice(None), *index)] = 1
     given = (images, mask)
-    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0)
+    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0, method="naive")
     cached = model.sample(2, seed=1, conditioned_on=given, verbose=0, method="cached")
     np.testing.assert_array_equal(cached, naive)
     np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
@@ -128,12 +134,18 @@ def test_completion_matches_naive_and_keeps_known_sub_pixels():
     np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
 
 
+def test_completion_matches_naive_and_keeps_known_sub_pixels():
+    check_completion(sharpen(tiny((5, 5, 3))))
+
+
 def test_cached_follows_weight_updates():
     model = tiny((5, 5, 1))
     before = model.sample(2, seed=0, verbose=0, method="cached")
     sharpen(model, 10.0)
     after = model.sample(2, seed=0, verbose=0, method="cached")
-    np.testing.assert_array_equal(after, model.sample(2, seed=0, verbose=0))
+    np.testing.assert_array_equal(
+        after, model.sample(2, seed=0, verbose=0, method="naive")
+    )
     assert not np.array_equal(before, after)
 
 
@@ -154,7 +166,7 @@ def test_gated_cached_equals_naive_and_full_pass(shape, kwargs):
         conditions = {"class_label": np.array([0, 2, 1])}
     else:
         conditions = conditions_for(model, 3)
-    naive = model.sample(3, seed=2, verbose=0, **conditions)
+    naive = model.sample(3, seed=2, verbose=0, method="naive", **conditions)
     cached = model.sample(3, seed=2, verbose=0, method="cached", **conditions)
     np.testing.assert_array_equal(cached, naive)
     assert len(np.unique(naive)) > 2
@@ -175,7 +187,9 @@ def test_gated_completion_matches_naive():
     mask[:, :2] = 1
     mask[:, 3, 3, 1] = 1
     given = (images, mask)
-    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0, **conditions)
+    naive = model.sample(
+        2, seed=1, conditioned_on=given, verbose=0, method="naive", **conditions
+    )
     cached = model.sample(
         2, seed=1, conditioned_on=given, verbose=0, method="cached", **conditions
     )
@@ -225,29 +239,8 @@ def test_pixel_rnn_cached_equals_naive_and_full_pass(shape, cell, kwargs):
 
 @pytest.mark.parametrize("cell", ["row_lstm", "diagonal_bilstm"])
 def test_pixel_rnn_completion_matches_naive(cell):
-    shape = (5, 5, 3)
-    model = sharpen(rnn(shape, cell))
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, NUM_LEVELS, size=(2, *shape))
-    mask = np.zeros_like(images)
-    mask[:, :2] = 1
-    mask[:, 3, 3, 1] = 1
-    mask[:, 4, 0] = 1  # a known pixel below the first unknown row
-    given = (images, mask)
-    naive = model.sample(2, seed=1, conditioned_on=given, verbose=0, method="naive")
-    cached = model.sample(2, seed=1, conditioned_on=given, verbose=0)
-    np.testing.assert_array_equal(cached, naive)
-    np.testing.assert_array_equal(cached[mask == 1], images[mask == 1])
-    canvas, logits = run_with_logits(
-        model,
-        2,
-        seed=1,
-        given=images.reshape(2, -1).astype("int32"),
-        known=mask.reshape(2, -1).astype(bool),
-    )
-    np.testing.assert_array_equal(canvas, cached)
-    full = ops.convert_to_numpy(model(canvas, training=False))
-    np.testing.assert_allclose(logits, full, atol=1e-4, rtol=0)
+    # plus a known pixel below the first unknown row
+    check_completion(sharpen(rnn((5, 5, 3), cell)), extra_known=[(4, 0)])
 
 
 def test_cached_is_the_default_method():
