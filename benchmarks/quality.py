@@ -66,16 +66,17 @@ import contextlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Shared with the throughput benchmark: image shape, version report and the
-# TFP PixelCNN++ default sizes.
+# Shared with the other benchmarks: the environment and version report
+# (_common); from the throughput benchmark, the image shape and the TFP
+# PixelCNN++ default sizes.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common
 import train_throughput
 
 DATASET = "fashion_mnist"
@@ -597,7 +598,7 @@ def run(args):
             f"--train-split {args.train_split!r} holds {len(train[0])} images, "
             f"fewer than --batch-size {args.batch_size}."
         )
-    versions = train_throughput.versions()
+    versions = _common.versions()
     result = {
         "benchmark": "quality",
         "dataset": DATASET,
@@ -612,14 +613,7 @@ def run(args):
         "seed": args.seed,
         "jit_compile": args.jit_compile,
         "order": f"{args.preset} trained first, then {TFP_NAME}; one at a time",
-        "hardware": {
-            "cpu_count": os.cpu_count(),
-            "cpu_affinity": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else None,
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-        },
+        "environment": _common.environment(),
         "backend": keras.backend.backend(),
         "tensorflow": versions.get("tensorflow"),
         "keras": versions.get("keras"),
@@ -633,6 +627,7 @@ def run(args):
     result["models"][TFP_NAME] = run_tfp(
         args, ours["params"], ours["class_conditional"], train, test
     )
+    _common.finish_environment(result["environment"])
     return result
 
 

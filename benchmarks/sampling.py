@@ -24,28 +24,50 @@ H*W*C full forward passes). Both samplers give the same images for the same
 seeds (tests/test_cached_sampling.py), so only their speed differs.
 
 Models are untrained (weights do not change the work); class-conditional
-presets sample with class labels 0, 1, ... Results carry `measured_rows`, the
-CPU count and the load average before each measurement: on a shared machine
-the wall clock is noisy, the naive/cached ratio less so.
+presets sample with class labels 0, 1, ... Results carry `measured_rows` and
+the load average before each measurement, and the JSON the machine
+(`environment`): on a shared machine the wall clock is noisy, the
+naive/cached ratio less so.
+
+`--compare REF` times `model.sample` (the public API, whole images) of this
+working tree against commit REF, checked out in a temporary git worktree, in
+the same run: one worker process per side and preset, each importing its own
+`pixel_keras`, both sides with the same weights (current's initialization,
+saved and loaded by ref), one call at a time, current and ref alternating
+for `--repeats` rounds after one untimed call. It reports the median
+images/s of each side, the current/ref ratio (median over adjacent pairs of
+rounds) and whether both sides drew identical images for the same seed
+(sha256 of the uint8 arrays):
+
+```
+python benchmarks/sampling.py --compare main                  # cached sampler
+python benchmarks/sampling.py --compare main --methods naive cached --batch-sizes 16
+```
 """
 
 import argparse
+import hashlib
 import json
 import os
-import platform
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import _common  # noqa: E402  (this directory is sys.path[0])
+
+_common.use_package_root()
 
 PRESETS = (
     "pixelcnn_fashion_mnist",
     "row_lstm_fashion_mnist",
     "diagonal_bilstm_fashion_mnist",
     "gated_pixelcnn_fashion_mnist",
+    "gated_pixelcnn_conditional_fashion_mnist",
 )
+SIDES = ("current", "ref")  # --compare: this working tree, then REF
 SHAPES = ("28x28x1", "32x32x3")
 METHODS = ("naive", "cached")
 
@@ -161,34 +183,109 @@ def measure(model, method, batch, rows, full):
     }
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument(
         "--shapes", nargs="+", type=_shape, default=[_shape(s) for s in SHAPES]
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16, 64])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=None,
+        help="default: both; with --compare: cached",
+    )
     parser.add_argument("--naive-rows", type=int, default=2, help="timed rows (naive)")
     parser.add_argument(
         "--cached-rows", type=int, default=4, help="timed rows (cached)"
     )
     parser.add_argument("--full", action="store_true", help="time whole images")
+    g = parser.add_argument_group("--compare (times whole `model.sample` calls)")
+    g.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also time commit REF (e.g. main, a SHA) from a temporary git "
+        "worktree in the same run, calls alternating with this working tree",
+    )
+    g.add_argument(
+        "--repeats", type=int, default=3, help="timed calls per side (--compare)"
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="sampling and init seed (--compare)"
+    )
     args = parser.parse_args(argv)
-    if min(args.batch_sizes) < 1 or min(args.naive_rows, args.cached_rows) < 1:
+    if args.methods is None:
+        args.methods = ["cached"] if args.compare else list(METHODS)
+    if (
+        min(args.batch_sizes) < 1
+        or min(args.naive_rows, args.cached_rows) < 1
+        or args.repeats < 1
+    ):
         parser.error(
-            "batch sizes and row counts must be >= 1. Received: "
+            "batch sizes, row counts and --repeats must be >= 1. Received: "
             f"batch_sizes={args.batch_sizes}, naive_rows={args.naive_rows}, "
-            f"cached_rows={args.cached_rows}"
+            f"cached_rows={args.cached_rows}, repeats={args.repeats}"
         )
+    if args.compare:
+        if args.full:
+            parser.error(
+                "--compare always times whole images; --full is for the row "
+                "timings without --compare. Received: --full --compare "
+                f"{args.compare}"
+            )
+        try:
+            _common.resolve_commit(args.compare)
+        except _common.CompareError as e:
+            parser.error(str(e))
+    if args.compare:  # both sides build the configs of this checkout's zoo/
+        known = [
+            name
+            for name in args.presets
+            if os.path.isfile(os.path.join(_common.ROOT, "zoo", name, "config.json"))
+        ]
+    else:
+        from pixel_keras import zoo
 
-    import keras
-
-    from pixel_keras import zoo
-
-    unknown = sorted(set(args.presets) - set(zoo.list()))
+        known = zoo.list()
+    unknown = sorted(set(args.presets) - set(known))
     if unknown:
         parser.error(f"unknown presets {unknown}; see `pixel-keras zoo list`")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--worker"]:
+        return worker_main()
+    args = parse_args(argv)
+    env = _common.environment()
+    import keras
+
+    result = {
+        "benchmark": "sampling",
+        "backend": keras.backend.backend(),
+        "devices": _devices(),
+    }
+    if args.compare:
+        try:
+            result.update(run_compare(args))
+        except _common.CompareError as e:
+            print(f"{os.path.basename(__file__)}: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        result["commit"] = _common.git_state()
+        result["extrapolated"] = not args.full
+        result["results"] = run_local(args)
+    result["environment"] = _common.finish_environment(env)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def run_local(args):
+    """Row timings of the naive and cached samplers in this process."""
+    import keras
 
     results = []
     for name in args.presets:
@@ -206,32 +303,22 @@ def main(argv=None):
                 for method in args.methods:
                     rows = args.naive_rows if method == "naive" else args.cached_rows
                     entry[method] = measure(model, method, batch, rows, args.full)
-                    print(
+                    log(
                         f"{name} {shape} batch {batch} {method}: "
-                        f"{entry[method]['images_per_s']:.4g} images/s",
-                        file=sys.stderr,
-                        flush=True,
+                        f"{entry[method]['images_per_s']:.4g} images/s"
                     )
                 if "naive" in entry and "cached" in entry:
                     entry["speedup"] = (
                         entry["cached"]["images_per_s"] / entry["naive"]["images_per_s"]
                     )
                 results.append(entry)
-    print(
-        json.dumps(
-            {
-                "benchmark": "sampling",
-                "backend": keras.backend.backend(),
-                "keras": keras.__version__,
-                "devices": _devices(),
-                "cpu_count": os.cpu_count(),
-                "machine": platform.machine(),
-                "extrapolated": not args.full,
-                "results": results,
-            },
-            indent=1,
-        )
-    )
+    return results
+
+
+def log(message):
+    label = os.environ.get("PIXEL_KERAS_BENCH_LABEL")
+    prefix = f"sampling {label}" if label else "sampling"
+    print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
 
 
 def _devices():
@@ -248,5 +335,151 @@ def _devices():
     return []
 
 
+# ---- --compare ---------------------------------------------------------------
+def run_compare(args):
+    """`model.sample` of this tree vs. REF, calls alternating, per preset."""
+    result = {
+        "compare": {"ref": args.compare, "repeats": args.repeats, "seed": args.seed}
+    }
+    current = _common.git_state()
+    with (
+        _common.ref_checkout(args.compare) as ref,
+        tempfile.TemporaryDirectory(prefix="pixel-keras-bench-") as tmp,
+    ):
+        result["commits"] = {
+            "current": current,
+            "ref": {"ref": ref["ref"], "sha": ref["sha"]},
+        }
+        log(f"current = {current['root']} (HEAD {current['sha']}, working tree)")
+        log(f"ref = {args.compare} = {ref['sha']}, checked out in {ref['root']}")
+        roots = {"current": _common.ROOT, "ref": ref["root"]}
+        results = []
+        for name in args.presets:
+            preset = _common.read_preset_config(name)
+            with _common.workers(os.path.abspath(__file__), roots) as workers:
+                for shape in args.shapes:
+                    results += compare_shape(name, preset, shape, args, workers, tmp)
+        result["results"] = results
+        result["all_samples_identical"] = all(
+            r.get("samples_identical") is True for r in results
+        )
+    return result
+
+
+def compare_shape(name, preset, shape, args, workers, tmp):
+    """Entries for one preset at one shape: every batch size and method."""
+    key = "x".join(str(v) for v in shape)
+    config = {**preset["config"], "image_shape": list(shape)}
+    weights = os.path.join(tmp, f"{name}-{key}.weights.h5")
+    head = {"preset": name, "image_shape": list(shape)}
+    built = {}
+    try:
+        built["current"] = workers["current"].request(
+            "build", key=key, model=preset["model"], config=config, seed=args.seed,
+            save_weights=weights,
+        )
+        built["ref"] = workers["ref"].request(
+            "build", key=key, model=preset["model"], config=config, seed=args.seed,
+            load_weights=weights,
+        )
+    except _common.WorkerError as e:
+        log(f"{name} {key}: {e}")
+        return [{**head, "error": str(e)}]
+    head["model"] = built["current"]["model"]
+    head["params"] = {side: built[side]["params"] for side in SIDES}
+    head["same_weights"] = built["ref"]["weights"] == "loaded"
+    head["ref_weights"] = built["ref"]["weights"]
+    head["pixel_keras"] = {side: built[side]["pixel_keras"] for side in SIDES}
+    entries = []
+    for batch in args.batch_sizes:
+        for method in args.methods:
+            entry = {**head, "batch_size": batch, "method": method}
+            call = {"key": key, "batch": batch, "method": method, "seed": args.seed}
+            try:
+                first = {s: workers[s].request("sample", **call) for s in SIDES}
+                rounds = {s: [] for s in SIDES}
+                for _ in range(args.repeats):
+                    for side in SIDES:  # current first in every pair
+                        rounds[side].append(workers[side].request("sample", **call))
+            except _common.WorkerError as e:
+                log(f"{name} {key} batch {batch} {method}: {e}")
+                entries.append({**entry, "error": str(e)})
+                continue
+            hashes = {}
+            for side in SIDES:
+                seen = {first[side]["sha256"]} | {r["sha256"] for r in rounds[side]}
+                hashes[side] = sorted(seen)
+                entry[side] = {
+                    **_common.summarize_side(rounds[side], batch),
+                    "first_call_s": round(first[side]["wall_s"], 3),
+                    "sha256": first[side]["sha256"],
+                    "same_images_every_call": len(seen) == 1,
+                }
+            entry["samples_identical"] = hashes["current"] == hashes["ref"] and (
+                len(hashes["current"]) == 1
+            )
+            entry.update(_common.paired_ratios(rounds["current"], rounds["ref"]))
+            log(
+                f"{name} {key} batch {batch} {method}: current/ref images/s "
+                f"{entry['ratio_images_per_s']}, identical samples: "
+                f"{entry['samples_identical']}"
+            )
+            entries.append(entry)
+    return entries
+
+
+def worker_main():
+    """`--worker`: builds models and times `model.sample` calls on request."""
+    import keras
+    import numpy as np
+
+    models = {}
+
+    def build_request(request):
+        path = _common.check_package_root()
+        keras.utils.set_random_seed(request["seed"])
+        cls = _common.model_class(request["model"])
+        config = request["config"]
+        model = cls(**{**config, "image_shape": tuple(config["image_shape"])})
+        weights = "own initialization"
+        if request.get("save_weights"):
+            model.save_weights(request["save_weights"])
+        if request.get("load_weights"):
+            try:
+                model.load_weights(request["load_weights"])
+                weights = "loaded"
+            except Exception as e:  # reported: samples then need not match
+                weights = f"own initialization; loading current's failed: {e}"
+        models[request["key"]] = model
+        return {
+            "model": type(model).__name__,
+            "params": model.count_params(),
+            "weights": weights,
+            "pixel_keras": path,
+        }
+
+    def sample_request(request):
+        model = models[request["key"]]
+        batch = request["batch"]
+        kwargs = {}
+        if getattr(model, "num_classes", None) and "class_label" in getattr(
+            model, "condition_names", ()
+        ):
+            kwargs["class_label"] = np.arange(batch, dtype="int32") % model.num_classes
+        c0, t0 = time.process_time(), time.perf_counter()
+        images = model.sample(
+            batch, seed=request["seed"], verbose=0, method=request["method"], **kwargs
+        )
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        images = np.ascontiguousarray(images)
+        digest = hashlib.sha256(
+            f"{images.dtype}{images.shape}".encode() + images.tobytes()
+        ).hexdigest()
+        return {"wall_s": wall, "cpu_s": cpu, "sha256": digest}
+
+    _common.serve({"build": build_request, "sample": sample_request})
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

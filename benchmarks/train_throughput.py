@@ -4,80 +4,115 @@ Trains each selected model on real Fashion-MNIST batches with Adam and its own
 negative log-likelihood: builds every model and runs `--warmup-steps` steps
 (tracing/compilation), then times `--repeats` rounds of `--steps` steps,
 alternating the models round by round, and prints one JSON object to stdout
-with the median round (images/s, s/step) and every round's images/s:
+with the median round (images/s, s/step, CPU-s/step) and every round:
 
 ```
 python benchmarks/train_throughput.py                      # defaults below
-python benchmarks/train_throughput.py --models pixelcnn --steps 50 --batch-size 64
+python benchmarks/train_throughput.py --models pixelcnn --steps 50
+python benchmarks/train_throughput.py --compare main       # this tree vs. main
 python benchmarks/train_throughput.py --jit-compile        # XLA for every model
 KERAS_BACKEND=jax python benchmarks/train_throughput.py --models pixelcnn
 ```
 
-How each model is trained:
+Our models train with the configurations of the zoo presets, read from
+`zoo/<preset>/config.json` at run time (see `PRESETS`):
 
-- `pixelcnn` (ours, Keras 3, any backend): `model.compile(Adam)` with the
-  default `PixelNLL` loss (nats/image), then `model.fit` on `(images, images)`.
-  The timed call is one `fit(..., steps_per_epoch=steps)`.
+- `pixelcnn`, `gated`, `gated_conditional`, `row_lstm`, `diagonal_bilstm`
+  (ours, Keras 3, any backend): `model.compile(Adam)` with the default loss
+  (`PixelNLL`, nats/image), then `model.fit` on `(images, images)`;
+  `gated_conditional` gets `{"images", "class_label"}` with the Fashion-MNIST
+  labels. The timed call is one `fit(..., steps_per_epoch=steps)`.
+  `--hidden-maps`, `--rnn-layers`, ... and `--set MODEL.KEY=VALUE` override
+  preset values.
 - `tfp_pixelcnn` (`tfp.distributions.PixelCNN`, PixelCNN++: discretized
   logistic mixture, down/up-sampling hierarchies, weight norm; a tf_keras
   network, TensorFlow only): a `tf.function` step with `tf.GradientTape` on
   `-mean(dist.log_prob(images, training=True))` and `tf_keras` Adam over the
   distribution's trainable variables; the timed part is a Python loop of
-  steps over the same `tf.data` pipeline.
+  steps over the same `tf.data` pipeline. Its default sizes land near
+  `pixelcnn`'s parameter count; both counts are reported.
 
-Both read the same uint8 images (cast inside the step), the same batch
-size and learning rate, and the same XLA setting (`--jit-compile`, off by
-default: TFP's network does not ask for XLA and Keras' "auto" would turn it
-on only for ours). The TFP model's defaults are chosen to land near our
-model's trainable parameter count; both counts are reported.
+All read the same uint8 images (cast inside the step), the same batch size
+and learning rate, and the same XLA setting (`--jit-compile`, off by default:
+TFP's network does not ask for XLA and Keras' "auto" would turn it on only
+for ours).
 
-- `row_lstm`, `diagonal_bilstm` (ours, PixelRNN: `RowLSTMPixelRNN`,
-  `DiagonalBiLSTMPixelRNN`, any backend): trained exactly like `pixelcnn`
-  (`compile(Adam)` + `fit`); their sizes come from the `--rnn-*` options
-  (default h=32, 2 LSTM layers, 64 output maps, residual connections, Row
-  LSTM input-to-state kernel 3).
+`--compare REF` checks out commit REF in a temporary git worktree and times
+our models from both checkouts in the same run: one worker process per side
+and model (each imports its own `pixel_keras`), built and warmed up once,
+then asked for one timed round at a time, current and ref alternating. The
+ratio current/ref is the median over adjacent pairs of rounds. Both sides
+train the same configuration (read from this checkout's zoo) on the same
+images.
 
-To add a model, write `build_<name>(args, image_shape, images) -> Runner`
-and add it to `BUILDERS`; raise `Unavailable` when it cannot run here (e.g. a
-TF-only model on JAX).
+To add a model: a zoo preset goes into `PRESETS`; anything else gets a
+`build_<name>(args, images) -> Runner` in `OTHER_BUILDERS` (raise
+`Unavailable` when it cannot run here, e.g. a TF-only model on JAX).
 """
 
 import argparse
 import json
 import math
 import os
-import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _common  # noqa: E402  (this directory is sys.path[0])
+
+_common.use_package_root()
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 IMAGE_SHAPE = (28, 28, 1)
 
+# Our models: benchmark name -> the zoo preset whose config.json is trained.
+PRESETS = {
+    "pixelcnn": "pixelcnn_fashion_mnist",
+    "gated": "gated_pixelcnn_fashion_mnist",
+    "gated_conditional": "gated_pixelcnn_conditional_fashion_mnist",
+    "row_lstm": "row_lstm_fashion_mnist",
+    "diagonal_bilstm": "diagonal_bilstm_fashion_mnist",
+}
+
+# Size options: option dest -> (models it applies to, config key overridden).
+OVERRIDES = {
+    "hidden_maps": (("pixelcnn",), "hidden_maps"),
+    "residual_blocks": (("pixelcnn",), "num_residual_blocks"),
+    "output_maps": (("pixelcnn",), "output_maps"),
+    "rnn_hidden_maps": (("row_lstm", "diagonal_bilstm"), "hidden_maps"),
+    "rnn_layers": (("row_lstm", "diagonal_bilstm"), "num_layers"),
+    "rnn_output_maps": (("row_lstm", "diagonal_bilstm"), "output_maps"),
+    "rnn_kernel_size": (("row_lstm",), "kernel_size"),
+}
+
+SIDES = ("current", "ref")  # --compare: this working tree, then REF
+
 
 # ---- data ------------------------------------------------------------------
-def _read_idx_images(path):
-    """Reads a gzipped IDX3 image file into uint8 `[N, H, W, 1]`."""
+def _read_idx(path, magic, rank):
+    """Reads a gzipped IDX file (images: rank 3, labels: rank 1) as uint8."""
     import gzip
 
     import numpy as np
 
     with gzip.open(path, "rb") as f:
         data = f.read()
-    magic, count, rows, cols = np.frombuffer(data[:16], ">u4")
-    if magic != 2051:
-        raise ValueError(f"Not an IDX3 image file: {path} (magic {magic})")
-    images = np.frombuffer(data[16:], np.uint8, count=count * rows * cols)
-    return images.reshape(count, rows, cols, 1)
+    header = np.frombuffer(data[: 4 * (rank + 1)], ">u4")
+    if header[0] != magic:
+        raise ValueError(f"Not an IDX file with magic {magic}: {path} ({header[0]})")
+    shape = tuple(int(d) for d in header[1:])
+    body = data[4 * (rank + 1) :]
+    return np.frombuffer(body, np.uint8, count=math.prod(shape)).reshape(shape)
 
 
-def load_images(num_images):
-    """First `num_images` Fashion-MNIST training images, uint8 `[N, 28, 28, 1]`.
+def load_data(num_images):
+    """First `num_images` Fashion-MNIST training images and labels.
 
     Uses `pixel_keras.data` when it exists, else the IDX files directly.
-    Returns `(images, source)`.
+    Returns `(images uint8 [N, 28, 28, 1], labels int32 [N], source)`.
     """
     import numpy as np
 
@@ -85,28 +120,41 @@ def load_images(num_images):
         from pixel_keras import data as pk_data
     except ImportError:
         pk_data = None
-    if pk_data is not None and hasattr(pk_data, "load"):
-        ds = pk_data.load("fashion_mnist", f"train[:{num_images}]")
-        images = np.concatenate(
-            [np.asarray(b["images"]).reshape(-1, *IMAGE_SHAPE) for b in ds.batch(1024)]
+    if hasattr(pk_data, "load") and hasattr(pk_data, "to_numpy"):
+        images, labels = pk_data.to_numpy(
+            pk_data.load("fashion_mnist", f"train[:{num_images}]")
         )
-        return images.astype("uint8"), "pixel_keras.data.load('fashion_mnist')"
-    path = os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")
-    return _read_idx_images(path)[:num_images].copy(), path
+        source = "pixel_keras.data.load('fashion_mnist')"
+    else:
+        images = _read_idx(
+            os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"), 2051, 3
+        )[:num_images, :, :, None]
+        labels = _read_idx(
+            os.path.join(FASHION_MNIST_DIR, "train-labels-idx1-ubyte.gz"), 2049, 1
+        )[:num_images]
+        source = FASHION_MNIST_DIR
+    images = np.ascontiguousarray(images.reshape(-1, *IMAGE_SHAPE), dtype="uint8")
+    return images, np.asarray(labels, dtype="int32"), source
 
 
-def make_dataset(images, batch_size, seed, pairs):
+def make_dataset(images, batch_size, seed, labels=None, pairs=True):
     """Shuffled, repeated, prefetched tf.data of uint8 batches.
 
-    `pairs=True` yields `(images, images)` for `keras.Model.fit`.
+    `pairs=True` yields `(x, images)` for `keras.Model.fit`, where `x` is the
+    images, or `{"images", "class_label"}` when `labels` are given.
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(images).cache()
-    ds = ds.shuffle(len(images), seed=seed).repeat()
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(images)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = ds.cache().shuffle(len(images), seed=seed).repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
-    if pairs:
+    if pairs and labels is None:
         ds = ds.map(lambda x: (x, x))
+    elif pairs:
+        ds = ds.map(lambda x, y: ({"images": x, "class_label": y}, x))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -126,75 +174,84 @@ class Runner:
         self.trainer = trainer
 
 
-def build_pixelcnn(args, image_shape, images):
-    import keras
-
-    from pixel_keras.models import PixelCNN
-
-    keras.utils.set_random_seed(args.seed)
-    config = {
-        "image_shape": list(image_shape),
-        "num_levels": 256,
-        "hidden_maps": args.hidden_maps,
-        "num_residual_blocks": args.residual_blocks,
-        "output_maps": args.output_maps,
+def model_spec(name, args):
+    """What `name` trains: its preset's config.json, with the overrides."""
+    preset_name = PRESETS[name]
+    preset = _common.read_preset_config(preset_name)
+    config = dict(preset["config"])
+    for dest, (names, key) in OVERRIDES.items():
+        value = getattr(args, dest, None)
+        if value is not None and name in names:
+            config[key] = value
+    for model, key, value in args.set:
+        if model == name:
+            config[key] = value
+    shape = list(config.get("image_shape", IMAGE_SHAPE))
+    if shape != list(IMAGE_SHAPE) or config.get("num_levels", 256) != 256:
+        raise ValueError(
+            f"{name}: this benchmark trains on Fashion-MNIST (28x28x1, 256 levels). "
+            f"Received: image_shape={shape}, num_levels={config.get('num_levels')}"
+        )
+    config["image_shape"] = shape
+    return {
+        "name": name,
+        "preset": preset_name,
+        "model": preset["model"],
+        "config": config,
+        "class_conditional": bool(config.get("num_classes")),
     }
-    model = PixelCNN(**{**config, "image_shape": tuple(image_shape)})
-    return _fit_runner("pixelcnn", model, config, args, images)
 
 
-def _fit_runner(name, model, config, args, images):
+def setup_keras(args):
+    """Process-wide Keras settings; before any model is built."""
+    if args.dtype_policy:
+        import keras
+
+        keras.config.set_dtype_policy(args.dtype_policy)
+
+
+def build_pixel_keras(spec, args, images, labels):
     """A `Runner` that trains a pixel-keras model with `compile(Adam)` + `fit`."""
     import keras
 
+    keras.utils.set_random_seed(args.seed)
+    cls = _common.model_class(spec["model"])
+    config = spec["config"]
+    model = cls(**{**config, "image_shape": tuple(config["image_shape"])})
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         jit_compile=args.jit_compile,
     )
-    ds = make_dataset(images, args.batch_size, args.seed, pairs=True)
+    conditional = spec["class_conditional"]
+    if args.pipeline == "training":
+        from pixel_keras import training
+
+        ds = training.make_dataset(
+            "fashion_mnist",
+            f"train[:{args.num_images}]",
+            args.batch_size,
+            shuffle=True,
+            repeat=True,
+            seed=args.seed,
+            class_labels=conditional,
+        )
+    else:
+        ds = make_dataset(
+            images, args.batch_size, args.seed, labels=labels if conditional else None
+        )
 
     def run(num_steps):
         model.fit(ds, steps_per_epoch=num_steps, epochs=1, verbose=0, shuffle=False)
 
     num_params = sum(math.prod(w.shape) for w in model.trainable_weights)
-    trainer = f"keras.Model.fit, Adam({args.learning_rate}), PixelNLL (nats/image)"
-    return Runner(name, run, num_params, config, trainer)
+    trainer = (
+        f"keras.Model.fit, Adam({args.learning_rate}), default loss (nats/image)"
+        + (", class_label = the data set's labels" if conditional else "")
+    )
+    return Runner(spec["name"], run, num_params, config, trainer)
 
 
-def _rnn_config(args, image_shape):
-    return {
-        "image_shape": list(image_shape),
-        "num_levels": 256,
-        "hidden_maps": args.rnn_hidden_maps,
-        "num_layers": args.rnn_layers,
-        "output_maps": args.rnn_output_maps,
-        "residual": True,
-    }
-
-
-def build_row_lstm(args, image_shape, images):
-    import keras
-
-    from pixel_keras.models import RowLSTMPixelRNN
-
-    keras.utils.set_random_seed(args.seed)
-    config = {**_rnn_config(args, image_shape), "kernel_size": args.rnn_kernel_size}
-    model = RowLSTMPixelRNN(**{**config, "image_shape": tuple(image_shape)})
-    return _fit_runner("row_lstm", model, config, args, images)
-
-
-def build_diagonal_bilstm(args, image_shape, images):
-    import keras
-
-    from pixel_keras.models import DiagonalBiLSTMPixelRNN
-
-    keras.utils.set_random_seed(args.seed)
-    config = _rnn_config(args, image_shape)
-    model = DiagonalBiLSTMPixelRNN(**{**config, "image_shape": tuple(image_shape)})
-    return _fit_runner("diagonal_bilstm", model, config, args, images)
-
-
-def build_tfp_pixelcnn(args, image_shape, images):
+def build_tfp_pixelcnn(args, images):
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -208,14 +265,14 @@ def build_tfp_pixelcnn(args, image_shape, images):
 
     tf.random.set_seed(args.seed)
     config = {
-        "image_shape": list(image_shape),
+        "image_shape": list(IMAGE_SHAPE),
         "num_resnet": args.tfp_num_resnet,
         "num_hierarchies": args.tfp_num_hierarchies,
         "num_filters": args.tfp_num_filters,
         "num_logistic_mix": args.tfp_num_logistic_mix,
         "dropout_p": args.tfp_dropout,
     }
-    dist = tfp.distributions.PixelCNN(**{**config, "image_shape": image_shape})
+    dist = tfp.distributions.PixelCNN(**{**config, "image_shape": IMAGE_SHAPE})
     optimizer = tf_keras.optimizers.Adam(args.learning_rate)
     ds = make_dataset(images, args.batch_size, args.seed, pairs=False)
     iterator = iter(ds)
@@ -249,37 +306,52 @@ def build_tfp_pixelcnn(args, image_shape, images):
     return Runner("tfp_pixelcnn", run, num_params, config, trainer)
 
 
-BUILDERS = {
-    "pixelcnn": build_pixelcnn,
-    "tfp_pixelcnn": build_tfp_pixelcnn,
-    "row_lstm": build_row_lstm,
-    "diagonal_bilstm": build_diagonal_bilstm,
-}
+OTHER_BUILDERS = {"tfp_pixelcnn": build_tfp_pixelcnn}
+MODELS = (*PRESETS, *OTHER_BUILDERS)
+
+
+def build(name, args, images, labels):
+    if name in OTHER_BUILDERS:
+        return OTHER_BUILDERS[name](args, images)
+    return build_pixel_keras(model_spec(name, args), args, images, labels)
 
 
 # ---- main ------------------------------------------------------------------
 def log(message):
-    print(f"[train_throughput] {message}", file=sys.stderr, flush=True)
+    label = os.environ.get("PIXEL_KERAS_BENCH_LABEL")
+    prefix = f"train_throughput {label}" if label else "train_throughput"
+    print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
 
 
-def versions():
-    import keras
-
-    out = {"python": sys.version.split()[0], "keras": keras.__version__}
-    for module in ("tensorflow", "tensorflow_probability", "tf_keras", "jax", "numpy"):
-        try:
-            out[module] = __import__(module).__version__
-        except ImportError:
-            pass
-    return out
+def _set_option(text):
+    """`MODEL.KEY=VALUE` (VALUE as JSON, else a string) -> (model, key, value)."""
+    target, sep, value = text.partition("=")
+    model, dot, key = target.partition(".")
+    if not sep or not dot or not key or model not in PRESETS:
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL.KEY=VALUE with MODEL in {sorted(PRESETS)}, e.g. "
+            f"gated.kernel_size=5. Received: {text!r}"
+        )
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    return model, key, value
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--models",
-        default="pixelcnn,tfp_pixelcnn,row_lstm,diagonal_bilstm",
-        help=f"comma-separated, from {sorted(BUILDERS)}",
+        default=None,
+        help=f"comma-separated, from {list(MODELS)}; default all of them "
+        "(with --compare: all but tfp_pixelcnn, which no checkout changes)",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also time commit REF (e.g. main, a SHA) from a temporary git "
+        "worktree in the same run, rounds alternating with this working tree",
     )
     p.add_argument(
         "--steps", type=int, default=20, help="timed steps per model and round"
@@ -288,10 +360,10 @@ def parse_args(argv=None):
         "--repeats",
         type=int,
         default=3,
-        help="timed rounds, alternating models; the median is reported",
+        help="timed rounds, alternating models (and sides); the median is reported",
     )
     p.add_argument("--warmup-steps", type=int, default=5, help="untimed steps first")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-images", type=int, default=4096, help="training images used")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -300,16 +372,39 @@ def parse_args(argv=None):
         action="store_true",
         help="XLA-compile every train step (much slower on CPU, see README)",
     )
-    g = p.add_argument_group("pixelcnn (ours)")
-    g.add_argument("--hidden-maps", type=int, default=32, help="h (stream has 2h)")
-    g.add_argument("--residual-blocks", type=int, default=5)
-    g.add_argument("--output-maps", type=int, default=64)
-    g = p.add_argument_group("row_lstm, diagonal_bilstm (ours, PixelRNN)")
-    g.add_argument("--rnn-hidden-maps", type=int, default=32, help="h: LSTM state maps")
-    g.add_argument("--rnn-layers", type=int, default=2, help="LSTM layers")
-    g.add_argument("--rnn-output-maps", type=int, default=64)
+    p.add_argument(
+        "--pipeline",
+        choices=("arrays", "training"),
+        default="arrays",
+        help="ours: 'arrays' = this script's cached uint8 tf.data (the default); "
+        "'training' = pixel_keras.training.make_dataset, as `pixel-keras train` "
+        "feeds (each side its own with --compare)",
+    )
+    p.add_argument(
+        "--dtype-policy",
+        default=None,
+        help="keras.config.set_dtype_policy for ours, e.g. mixed_bfloat16 "
+        "(both sides with --compare); default: Keras' (float32)",
+    )
+    g = p.add_argument_group(
+        "our models' sizes (default: the presets' config.json; these override)"
+    )
     g.add_argument(
-        "--rnn-kernel-size", type=int, default=3, help="Row LSTM input-to-state kernel"
+        "--set",
+        type=_set_option,
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=VALUE",
+        help="override one config value, e.g. --set gated.kernel_size=5 (repeatable)",
+    )
+    g.add_argument("--hidden-maps", type=int, help="pixelcnn: h (stream has 2h)")
+    g.add_argument("--residual-blocks", type=int, help="pixelcnn")
+    g.add_argument("--output-maps", type=int, help="pixelcnn")
+    g.add_argument("--rnn-hidden-maps", type=int, help="row_lstm, diagonal_bilstm: h")
+    g.add_argument("--rnn-layers", type=int, help="row_lstm, diagonal_bilstm")
+    g.add_argument("--rnn-output-maps", type=int, help="row_lstm, diagonal_bilstm")
+    g.add_argument(
+        "--rnn-kernel-size", type=int, help="row_lstm: input-to-state kernel"
     )
     g = p.add_argument_group("tfp_pixelcnn (PixelCNN++)")
     g.add_argument("--tfp-num-resnet", type=int, default=1)
@@ -318,54 +413,94 @@ def parse_args(argv=None):
     g.add_argument("--tfp-num-logistic-mix", type=int, default=5)
     g.add_argument("--tfp-dropout", type=float, default=0.5)
     args = p.parse_args(argv)
-    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in args.models if m not in BUILDERS]
+    if args.models is None:
+        args.models = list(PRESETS) if args.compare else list(MODELS)
+    else:
+        args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in args.models if m not in MODELS]
     if unknown:
-        p.error(f"Unknown model(s) {unknown}. Available: {sorted(BUILDERS)}")
-    if args.steps < 1 or args.repeats < 1:
-        p.error("--steps and --repeats must be >= 1")
-    if args.num_images < args.batch_size:
-        p.error("--num-images must be >= --batch-size")
+        p.error(f"Unknown model(s) {unknown}. Available: {list(MODELS)}")
+    if args.compare and not any(m in PRESETS for m in args.models):
+        p.error(
+            f"--compare times our models only ({list(PRESETS)}). "
+            f"Received: --models {','.join(args.models)}"
+        )
+    if args.compare:
+        try:
+            _common.resolve_commit(args.compare)
+        except _common.CompareError as e:
+            p.error(str(e))
+    if args.steps < 1 or args.repeats < 1 or args.warmup_steps < 0:
+        p.error(
+            "--steps and --repeats must be >= 1, --warmup-steps >= 0. Received: "
+            f"steps={args.steps}, repeats={args.repeats}, "
+            f"warmup_steps={args.warmup_steps}"
+        )
+    if args.batch_size < 1 or args.num_images < args.batch_size:
+        p.error(
+            "--batch-size must be >= 1 and --num-images >= --batch-size. Received: "
+            f"batch_size={args.batch_size}, num_images={args.num_images}"
+        )
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    import keras
-
-    images, source = load_images(args.num_images)
-    result = {
+def setup(args, data):
+    """The JSON fields saying what was run (shared by both modes)."""
+    return {
         "benchmark": "train_throughput",
-        "data": {
-            "dataset": "fashion_mnist",
-            "split": f"train[:{len(images)}]",
-            "source": source,
-            "image_shape": list(IMAGE_SHAPE),
-            "num_levels": 256,
-        },
+        "data": data,
         "batch_size": args.batch_size,
         "warmup_steps": args.warmup_steps,
         "timed_steps_per_round": args.steps,
         "rounds": args.repeats,
         "learning_rate": args.learning_rate,
         "jit_compile": args.jit_compile,
-        "backend": keras.backend.backend(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else None,
-        # Other processes compete for the same cores; high load = noisy numbers.
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "versions": versions(),
-        "results": {},
+        "pipeline": args.pipeline,
+        "dtype_policy": args.dtype_policy,
     }
-    runners, info = {}, {}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--worker"]:
+        return worker_main()
+    args = parse_args(argv)
+    env = _common.environment()
+    images, labels, source = load_data(args.num_images)
+    result = setup(
+        args,
+        {
+            "dataset": "fashion_mnist",
+            "split": f"train[:{len(images)}]",
+            "source": source,
+            "image_shape": list(IMAGE_SHAPE),
+            "num_levels": 256,
+        },
+    )
+    if args.compare:
+        try:
+            result.update(run_compare(args, images, labels))
+        except _common.CompareError as e:
+            print(f"{os.path.basename(__file__)}: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        result["commit"] = _common.git_state()
+        result["results"] = run_in_process(args, images, labels)
+    result["environment"] = _common.finish_environment(env)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_in_process(args, images, labels):
+    """Every model in this process, rounds alternating between the models."""
+    setup_keras(args)
+    results, runners, info = {}, {}, {}
     for name in args.models:
         t0 = time.perf_counter()
         try:
-            runner = BUILDERS[name](args, IMAGE_SHAPE, images)
+            runner = build(name, args, images, labels)
         except Unavailable as e:
-            result["results"][name] = {"skipped": str(e)}
+            results[name] = {"skipped": str(e)}
             log(f"{name}: skipped: {e}")
             continue
         build_s = time.perf_counter() - t0
@@ -381,36 +516,169 @@ def main(argv=None):
     # processes hits all of them; the median round is reported.
     # Process CPU time (all threads) is reported too: it moves less than wall
     # time when other processes share the cores.
-    timings = {name: [] for name in runners}
-    cpu_times = {name: [] for name in runners}
+    rounds = {name: [] for name in runners}
     for round_index in range(args.repeats):
         for name, runner in runners.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            runner.run(args.steps)
-            timings[name].append(time.perf_counter() - t0)
-            cpu_times[name].append(time.process_time() - c0)
-            log(
-                f"{name}: round {round_index}: {timings[name][-1]:.2f} s wall, "
-                f"{cpu_times[name][-1]:.2f} s CPU"
-            )
+            rounds[name].append(timed_round(runner, args.steps))
+            log(f"{name}: round {round_index}: {_round_text(rounds[name][-1])}")
 
+    images_per_round = args.steps * args.batch_size
     for name, runner in runners.items():
-        seconds = statistics.median(timings[name])
-        result["results"][name] = {
-            "images_per_s": round(args.steps * args.batch_size / seconds, 2),
-            "s_per_step": round(seconds / args.steps, 5),
-            "images_per_s_per_round": [
-                round(args.steps * args.batch_size / t, 2) for t in timings[name]
-            ],
-            "cpu_s_per_step": round(statistics.median(cpu_times[name]) / args.steps, 5),
+        results[name] = {
+            **_common.summarize_side(rounds[name], images_per_round, args.steps),
             "num_params": int(runner.num_params),
+            "preset": PRESETS.get(name),
             "config": runner.config,
             "trainer": runner.trainer,
             **info[name],
         }
-    result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(result, indent=2))
+    return results
+
+
+def timed_round(runner, steps):
+    c0, t0 = time.process_time(), time.perf_counter()
+    runner.run(steps)
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+
+
+def _round_text(r):
+    return f"{r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU"
+
+
+# ---- --compare ---------------------------------------------------------------
+def worker_args(args):
+    """The options a worker needs (JSON)."""
+    keys = (
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "jit_compile",
+        "warmup_steps",
+        "pipeline",
+        "dtype_policy",
+        "num_images",
+    )
+    return {key: getattr(args, key) for key in keys}
+
+
+def run_compare(args, images, labels):
+    """Our models from this tree and from REF, rounds alternating per model."""
+    import numpy as np
+
+    result = {"compare": {"ref": args.compare}}
+    current = _common.git_state()
+    with (
+        _common.ref_checkout(args.compare) as ref,
+        tempfile.TemporaryDirectory(prefix="pixel-keras-bench-") as tmp,
+    ):
+        result["commits"] = {
+            "current": current,
+            "ref": {"ref": ref["ref"], "sha": ref["sha"]},
+        }
+        log(f"current = {current['root']} (HEAD {current['sha']}, working tree)")
+        log(f"ref = {args.compare} = {ref['sha']}, checked out in {ref['root']}")
+        data_path = os.path.join(tmp, "data.npz")
+        np.savez(data_path, images=images, labels=labels)
+        roots = {"current": _common.ROOT, "ref": ref["root"]}
+        results = {}
+        for name in args.models:
+            if name not in PRESETS:
+                results[name] = {
+                    "skipped": "not a pixel_keras model: the same in both checkouts; "
+                    "run without --compare"
+                }
+                continue
+            spec = model_spec(name, args)
+            results[name] = compare_model(spec, args, roots, data_path)
+        result["results"] = results
+    return result
+
+
+def compare_model(spec, args, roots, data_path):
+    name = spec["name"]
+    out = {"preset": spec["preset"], "config": spec["config"]}
+    with _common.workers(os.path.abspath(__file__), roots) as workers:
+        built, errors = {}, {}
+        for side in SIDES:
+            try:
+                built[side] = workers[side].request(
+                    "build", spec=spec, args=worker_args(args), data=data_path
+                )
+                log(
+                    f"{name} {side}: built in {built[side]['build_s']} s, "
+                    f"warmed up in {built[side]['warmup_s']} s"
+                )
+            except _common.WorkerError as e:
+                errors[side] = str(e)
+                log(f"{name} {side}: {e}")
+        if errors:
+            return {**out, "error": errors}
+        out["trainer"] = built["current"]["trainer"]
+        rounds = {side: [] for side in SIDES}
+        try:
+            for round_index in range(args.repeats):
+                for side in SIDES:  # current first in every pair
+                    rounds[side].append(
+                        workers[side].request("round", steps=args.steps)
+                    )
+                    log(
+                        f"{name} {side}: round {round_index}: "
+                        f"{_round_text(rounds[side][-1])}"
+                    )
+        except _common.WorkerError as e:
+            return {**out, "error": str(e), "rounds_done": rounds}
+    images_per_round = args.steps * args.batch_size
+    for side in SIDES:
+        out[side] = {
+            **_common.summarize_side(rounds[side], images_per_round, args.steps),
+            **{
+                k: built[side][k]
+                for k in ("num_params", "build_s", "warmup_s", "pixel_keras")
+            },
+        }
+    params = [built[side]["num_params"] for side in SIDES]
+    out["same_num_params"] = params[0] == params[1]
+    out.update(_common.paired_ratios(rounds["current"], rounds["ref"]))
+    log(
+        f"{name}: current/ref images/s {out['ratio_images_per_s']}, "
+        f"images per CPU-s {out['ratio_images_per_cpu_s']}"
+    )
+    return out
+
+
+def worker_main():
+    """`--worker`: builds one of our models and times rounds on request."""
+    import numpy as np
+
+    state = {}
+
+    def build_request(request):
+        args = argparse.Namespace(**request["args"])
+        path = _common.check_package_root()
+        setup_keras(args)
+        data = np.load(request["data"])
+        t0 = time.perf_counter()
+        images, labels = data["images"], data["labels"]
+        runner = build_pixel_keras(request["spec"], args, images, labels)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if args.warmup_steps:
+            runner.run(args.warmup_steps)
+        state["runner"] = runner
+        return {
+            "num_params": int(runner.num_params),
+            "trainer": runner.trainer,
+            "pixel_keras": path,
+            "build_s": round(build_s, 2),
+            "warmup_s": round(time.perf_counter() - t0, 2),
+        }
+
+    def round_request(request):
+        return timed_round(state["runner"], request["steps"])
+
+    _common.serve({"build": build_request, "round": round_request})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
