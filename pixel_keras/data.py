@@ -76,6 +76,13 @@ accept `"train"`, `"test"` and TFDS-style slices of one of them:
 `shuffle_files` has no effect on them (they are single arrays); use
 `Dataset.shuffle`. TFDS names accept whatever TFDS accepts.
 
+A slice must select at least one example: an empty or reversed range such as
+`"train[5:2]"`, `"train[3:3]"` or `"test[100%:]"` raises `ValueError` (with
+the resolved bounds and the split size) instead of returning an empty data
+set. For TFDS names the same holds for each `+`-joined part; before the data
+set is prepared its split sizes are unknown, so only slices that are empty
+whatever the size are refused up front.
+
 Example:
 
 ```python
@@ -202,10 +209,14 @@ def load(
         where the data set has labels).
 
     Raises:
-        ValueError: for an unknown name, a bad split or corrupt files.
+        ValueError: for an unknown name, a bad split (including a slice
+            that selects no example, such as `"train[5:2]"`) or corrupt
+            files.
+        TypeError: for a `data_dir` that is not a path.
         DataUnavailableError: when the data cannot be found or downloaded.
     """
     _check_name(name)
+    _check_data_dir(data_dir)
     base, binarized = _strip_binarized(name)
     if base in _LOCAL_NAMES:
         ds = _load_local(base, split, data_dir, shuffle_files, download)
@@ -241,8 +252,10 @@ def get_info(name: str, data_dir: PathLike | None = None) -> DatasetInfo:
 
     Raises:
         ValueError: for an unknown name.
+        TypeError: for a `data_dir` that is not a path.
     """
     _check_name(name)
+    _check_data_dir(data_dir)
     base, binarized = _strip_binarized(name)
     if base == "digits":
         info = DatasetInfo(
@@ -283,7 +296,14 @@ def to_numpy(
         `(images, labels)`: `uint8 [N, H, W, C]` and `int64 [N]`, or `None`
         for `labels` when the data set has none.
     """
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
+    if not isinstance(ds, tf.data.Dataset):
+        raise TypeError(
+            "`ds` must be a `tf.data.Dataset` of {'images', ['labels']} dicts, "
+            f"as `load()` returns. Received: ds of type {type(ds).__name__}"
+        )
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
+    ):
         raise ValueError(
             f"`limit` must be a non-negative int or None. Received: limit={limit!r}"
         )
@@ -328,6 +348,21 @@ def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(
             f"`name` must be a non-empty data set name. Received: name={name!r}"
+        )
+
+
+def _check_data_dir(data_dir: Any) -> None:
+    if data_dir is None:
+        return
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(
+            "`data_dir` must be a directory path (str or os.PathLike) or None. "
+            f"Received: data_dir={data_dir!r}"
+        )
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(
+            "`data_dir` must be a directory (TFDS may create it when it "
+            f"downloads). Received: data_dir={os.fspath(data_dir)!r}, a file"
         )
 
 
@@ -379,38 +414,94 @@ def _split_error(split: Any, names: tuple[str, ...], problem: str) -> ValueError
     )
 
 
-def _parse_split(split: Any, sizes: Mapping[str, int]) -> tuple[str, int, int]:
-    """Parses `"train[a:b]"` into `("train", start, stop)` given split sizes."""
-    names = tuple(sizes)
+def _empty_split_error(split: str, part: str, problem: str) -> ValueError:
+    subject = "it" if part == split else f"its part {part!r}"
+    return ValueError(
+        "`split` must select at least one example, i.e. its slice must "
+        f"resolve to start < stop; {subject} {problem}. Received: split={split!r}"
+    )
+
+
+def _match_split(
+    split: Any, names: tuple[str, ...]
+) -> tuple[str, str | None, str | None]:
+    """Checks the syntax of `"train[a:b]"`; returns `("train", "a", "b")`."""
     if not isinstance(split, str):
         raise _split_error(split, names, "not a string")
     match = _SPLIT_PATTERN.match(split.replace(" ", ""))
     if match is None:
         raise _split_error(split, names, "malformed")
     name = match["split"]
-    if name not in sizes:
+    if name not in names:
         raise _split_error(split, names, f"unknown split {name!r}")
     if "[" in split and not match["colon"]:
         raise _split_error(split, names, "a slice needs a colon")
-    num = sizes[name]
-    begin = _resolve_bound(match["start"], num, split, names)
-    end = _resolve_bound(match["stop"], num, split, names)
+    for bound in (match["start"], match["stop"]):
+        if bound is not None and bound.endswith("%"):
+            if not -100 <= int(bound[:-1]) <= 100:
+                raise _split_error(
+                    split, names, "percentages must be in [-100%, 100%]"
+                )
+    return name, match["start"], match["stop"]
+
+
+def _parse_split(split: Any, sizes: Mapping[str, int]) -> tuple[str, int, int]:
+    """Parses `"train[a:b]"` into `("train", start, stop)` given split sizes.
+
+    Raises `ValueError` when the slice selects no example.
+    """
+    name, start, stop = _match_split(split, tuple(sizes))
+    begin, end = _resolve_range(split, split, start, stop, name, sizes[name])
+    return name, begin, end
+
+
+def _resolve_range(
+    split: str, part: str, start: str | None, stop: str | None, name: str, num: int
+) -> tuple[int, int]:
+    """`[start:stop]` of a split of `num` examples as `(begin, end)`, non-empty."""
+    begin = _resolve_bound(start, num)
+    end = _resolve_bound(stop, num)
     begin, end, _ = slice(begin, end).indices(num)
-    return name, begin, max(begin, end)
+    if end <= begin:
+        raise _empty_split_error(
+            split,
+            part,
+            f"resolves to [{begin}:{end}] of the {num} examples of split {name!r}",
+        )
+    return begin, end
 
 
-def _resolve_bound(
-    bound: str | None, num: int, split: str, names: tuple[str, ...]
-) -> int | None:
+def _resolve_bound(bound: str | None, num: int) -> int | None:
     if bound is None:
         return None
     if not bound.endswith("%"):
         return int(bound)
-    percent = int(bound[:-1])
-    if not -100 <= percent <= 100:
-        raise _split_error(split, names, "percentages must be in [-100%, 100%]")
     # The closest example, as TFDS's default "closest" rounding computes it.
-    return int(round(percent * num / 100.0))
+    return int(round(int(bound[:-1]) * num / 100.0))
+
+
+def _bound_positions(bound: str | None, is_stop: bool) -> dict[str, int]:
+    """The ways to read a bound as a value that grows with its position.
+
+    Within one kind the position is a non-decreasing function of the value,
+    whatever the split size `n`: `"front"` is `min(v, n)` for `v >= 0`,
+    `"back"` is `max(n + v, 0)` for `v < 0`, `"pct+"` is `round(p * n / 100)`
+    for `p% >= 0` and `"pct-"` is `n + round(p * n / 100)` for `p% < 0`.
+    """
+    if bound is None:
+        return {"pct+": 100} if is_stop else {"front": 0, "pct+": 0}
+    if bound.endswith("%"):
+        percent = int(bound[:-1])
+        return {"pct+" if percent >= 0 else "pct-": percent}
+    value = int(bound)
+    return {"front" if value >= 0 else "back": value}
+
+
+def _selects_nothing_at_any_size(start: str | None, stop: str | None) -> bool:
+    """Whether `[start:stop]` is empty for every split size (sizes unknown)."""
+    begin = _bound_positions(start, is_stop=False)
+    end = _bound_positions(stop, is_stop=True)
+    return any(kind in begin and end[kind] <= begin[kind] for kind in end)
 
 
 # --------------------------------------------------------------------------
@@ -430,7 +521,7 @@ def _load_local(
         images, labels = _digits_arrays(split_name)
     else:
         # Sizes are only known once the files are found: check syntax first.
-        split_name, _, _ = _parse_split(split, dict.fromkeys(_LOCAL_SPLITS, 0))
+        split_name, _, _ = _match_split(split, _LOCAL_SPLITS)
         found = _find_fashion_mnist(split_name, data_dir)
         if found is None:
             return _fashion_mnist_from_tfds(split, data_dir, shuffle_files, download)
@@ -604,7 +695,10 @@ def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.n
 def _fashion_mnist_from_tfds(
     split: str, data_dir: PathLike | None, shuffle_files: bool, download: bool
 ) -> tf.data.Dataset:
-    searched = "\n".join(f"  - {d}" for d in _candidate_dirs(data_dir))
+    searched = "\n".join(
+        f"  - {d}" + ("" if os.path.isdir(d) else " (does not exist)")
+        for d in _candidate_dirs(data_dir)
+    )
     hint = (
         "Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...) were not "
         f"found in:\n{searched}\nand TFDS could not provide the data either. "
@@ -649,6 +743,13 @@ def _load_tfds(
 ) -> tf.data.Dataset:
     tfds = _tfds()
     data_dir = None if data_dir is None else os.fspath(data_dir)
+    if split is None or isinstance(split, (list, tuple, dict, int, float)):
+        raise ValueError(
+            "`split` must be one split string such as 'train', 'test[:10%]' "
+            "or 'train+test' (call `load()` once per data set you need). "
+            f"Received: split={split!r}"
+        )
+    _check_tfds_split(tfds, tfds_name, split, data_dir)
     try:
         ds = tfds.load(
             tfds_name,
@@ -660,17 +761,75 @@ def _load_tfds(
     except tfds.core.registered.DatasetNotFoundError as err:
         raise _unknown_name_error(tfds_name, err) from err
     except ValueError as err:
+        # The data may have just been prepared, so its split sizes are known
+        # now: TFDS's own message for an empty slice is not helpful.
+        _check_tfds_split(tfds, tfds_name, split, data_dir, cause=err)
         raise ValueError(
-            f"TFDS could not load split={split!r} of {tfds_name!r}: {err}"
+            f"TFDS could not load split={split!r} of {tfds_name!r}: "
+            f"{str(err).rstrip('.')}. "
+            f"`split` must name splits of {tfds_name!r}, each optionally "
+            f"sliced, e.g. 'train[:10%]'. Received: split={split!r}"
         ) from err
     except Exception as err:  # Network, missing files, bad checksums, ...
+        missing = ""
+        if data_dir is not None and not os.path.isdir(data_dir):
+            missing = f" (`data_dir` {data_dir!r} does not exist)"
         raise DataUnavailableError(
             f"TFDS could not provide {tfds_name!r} (split={split!r}, "
-            f"data_dir={data_dir!r}, download={download}). Without network "
-            "access, prepare it elsewhere with `tfds build` and copy it to "
-            f"`data_dir`. TFDS said: {err!r}"
+            f"data_dir={data_dir!r}, download={download}){missing}. Without "
+            "network access, prepare it elsewhere with `tfds build` and copy "
+            f"it to `data_dir`. TFDS said: {err!r}"
         ) from err
     return _from_tfds_examples(ds, tfds_name)
+
+
+def _tfds_split_sizes(info) -> dict[str, int]:
+    """Examples per split; empty until the data set is prepared."""
+    return {k: int(v.num_examples) for k, v in info.splits.items()}
+
+
+def _check_tfds_split(
+    tfds, tfds_name: str, split: Any, data_dir: str | None, cause=None
+) -> None:
+    """Raises when a slice of a TFDS split string selects no example.
+
+    Parts TFDS reads differently from the local data sets (mixed units such
+    as `train[5:50%]`, shards, fractions) are left to TFDS. With the split
+    sizes known (the data set is prepared), slices are resolved exactly;
+    otherwise only those empty for every split size are refused.
+    """
+    if not isinstance(split, str) or "[" not in split:
+        return
+    sizes = None
+    for part in re.split(r"\s*\+\s*", split.strip()):
+        match = _SPLIT_PATTERN.match(part.replace(" ", ""))
+        if match is None or not match["colon"]:
+            continue
+        start, stop = match["start"], match["stop"]
+        if start and stop and start.endswith("%") != stop.endswith("%"):
+            continue
+        percents = [int(b[:-1]) for b in (start, stop) if b and b.endswith("%")]
+        if any(abs(percent) > 100 for percent in percents):
+            continue
+        if sizes is None:
+            try:
+                sizes = _tfds_split_sizes(
+                    tfds.builder(tfds_name, data_dir=data_dir).info
+                )
+            except tfds.core.registered.DatasetNotFoundError as err:
+                raise _unknown_name_error(tfds_name, err) from err
+            except Exception:  # Best effort: tfds.load reports the problem.
+                sizes = {}
+        name = match["split"]
+        if name in sizes:
+            try:
+                _resolve_range(split, part, start, stop, name, sizes[name])
+            except ValueError as err:
+                raise err from cause
+        elif _selects_nothing_at_any_size(start, stop):
+            raise _empty_split_error(
+                split, part, f"selects no example whatever the size of split {name!r}"
+            ) from cause
 
 
 def _from_tfds_examples(ds: tf.data.Dataset, tfds_name: str) -> tf.data.Dataset:
@@ -723,5 +882,5 @@ def _tfds_info(name: str, tfds_name: str, data_dir: PathLike | None) -> DatasetI
         image_shape=shape,
         num_levels=_TFDS_NUM_LEVELS.get(_bare_tfds_name(tfds_name), 256),
         num_classes=num_classes,
-        split_sizes={k: int(v.num_examples) for k, v in info.splits.items()},
+        split_sizes=_tfds_split_sizes(info),
     )

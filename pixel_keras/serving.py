@@ -26,18 +26,61 @@ and the distribution the sub-pixel was drawn from.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
+import numbers
 import urllib.error
 import urllib.request
 
 import numpy as np
 
-__all__ = ["GrpcClient", "RestClient", "ServingError"]
+__all__ = ["GrpcClient", "RestClient", "ServingConnectionError", "ServingError"]
 
 
 class ServingError(RuntimeError):
     """A request the server rejected (bad input) or could not answer."""
+
+
+class ServingConnectionError(ServingError, ConnectionError):
+    """The server could not be reached, or did not answer in time.
+
+    Both a `ServingError` and a `ConnectionError` (an `OSError`), so code
+    that caught the underlying `urllib.error.URLError` as an `OSError` still
+    catches it. The message names the URL or target and the request.
+    """
+
+
+def _check_client_args(model_name, version, timeout):
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(
+            "`model_name` must be the non-empty name of the model in TF "
+            f"Serving's model config. Received: model_name={model_name!r}"
+        )
+    if version is not None and (
+        isinstance(version, bool)
+        or not isinstance(version, numbers.Integral)
+        or version < 0
+    ):
+        raise ValueError(
+            "`version` must be None (the latest) or an int >= 0. "
+            f"Received: version={version!r}"
+        )
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or not 0 < timeout < math.inf
+    ):
+        raise ValueError(
+            "`timeout` must be a finite number of seconds > 0. "
+            f"Received: timeout={timeout!r}"
+        )
+
+
+def _request_name(signature_name):
+    return "the model metadata" if signature_name is None else (
+        f"signature {signature_name!r}"
+    )
 
 
 def _as_array(value, dtype, name, ndim=None):
@@ -230,6 +273,12 @@ class RestClient(_Client):
     def __init__(
         self, url="http://localhost:8501", model_name="pixel", version=None, timeout=60
     ):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(
+                "`url` must be the http:// or https:// root of TF Serving's "
+                f"REST API, e.g. 'http://localhost:8501'. Received: url={url!r}"
+            )
+        _check_client_args(model_name, version, timeout)
         self.url = url.rstrip("/")
         self.model_name = model_name
         self.version = version
@@ -244,19 +293,42 @@ class RestClient(_Client):
 
     def _request(self, url, body=None):
         data = None if body is None else json.dumps(body).encode()
+        what = _request_name(None if body is None else body.get("signature_name"))
         request = urllib.request.Request(
             url, data=data, headers={"Content-Type": "application/json"}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read().decode())
+                text = response.read().decode(errors="replace")
         except urllib.error.HTTPError as e:
             text = e.read().decode(errors="replace")
             try:
                 text = json.loads(text).get("error", text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 pass
-            raise ServingError(f"{url}: HTTP {e.code}: {text}") from None
+            raise ServingError(f"{url} ({what}): HTTP {e.code}: {text}") from None
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            TimeoutError,
+        ) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+                reason = f"no answer within timeout={self.timeout} s ({reason})"
+            raise ServingConnectionError(
+                f"Could not reach TF Serving at {url} for {what} of model "
+                f"{self.model_name!r}: {reason}. A TF Serving REST endpoint must "
+                "be listening at `url` (its REST root, e.g. "
+                f"'http://localhost:8501'). Received: url={self.url!r}"
+            ) from e
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ServingError(
+                f"{url} ({what}) must answer with TF Serving's JSON, but the "
+                f"reply is not JSON ({e}). Received: {text[:80]!r}"
+            ) from None
 
     def metadata(self) -> dict:
         return self._request(f"{self._model_url()}/metadata")
@@ -266,9 +338,12 @@ class RestClient(_Client):
             "signature_name": signature_name,
             "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()},
         }
-        reply = self._request(f"{self._model_url()}:predict", body)
+        url = f"{self._model_url()}:predict"
+        reply = self._request(url, body)
         if "error" in reply:
-            raise ServingError(reply["error"])
+            raise ServingError(
+                f"{url} ({_request_name(signature_name)}): {reply['error']}"
+            )
         outputs = reply["outputs"]
         if not isinstance(outputs, dict):  # single-output signature
             outputs = {"images": outputs}
@@ -288,6 +363,12 @@ class GrpcClient(_Client):
     def __init__(
         self, target="localhost:8500", model_name="pixel", version=None, timeout=60
     ):
+        if not isinstance(target, str) or not target or "://" in target:
+            raise ValueError(
+                "`target` must be the host:port of TF Serving's gRPC API, e.g. "
+                f"'localhost:8500'. Received: target={target!r}"
+            )
+        _check_client_args(model_name, version, timeout)
         try:
             import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -318,13 +399,26 @@ class GrpcClient(_Client):
         if self.version is not None:
             spec.version.value = int(self.version)
 
-    def _call(self, method, request):
+    def _call(self, method, request, signature_name=None):
         import grpc
 
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise ServingError(f"{e.code().name}: {e.details()}") from None
+            code = e.code()
+            where = (
+                f"TF Serving at {self.target} ({_request_name(signature_name)} "
+                f"of model {self.model_name!r})"
+            )
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ServingConnectionError(
+                    f"{where} did not answer: {code.name}: {e.details()} "
+                    f"(timeout={self.timeout} s). A TF Serving gRPC endpoint "
+                    "must be listening at `target` (host:port, e.g. "
+                    "'localhost:8500') and answer within `timeout`. "
+                    f"Received: target={self.target!r}"
+                ) from None
+            raise ServingError(f"{where}: {code.name}: {e.details()}") from None
 
     def metadata(self) -> dict:
         from google.protobuf import json_format
@@ -357,7 +451,7 @@ class GrpcClient(_Client):
         request.model_spec.signature_name = signature_name
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
-        reply = self._call(self._stub.Predict, request)
+        reply = self._call(self._stub.Predict, request, signature_name)
         return {k: tf.make_ndarray(v) for k, v in reply.outputs.items()}
 
 

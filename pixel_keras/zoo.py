@@ -24,6 +24,13 @@ Weight resolution for `load(name, weights=...)`:
 - `False`: the architecture only.
 - a path: that weights file.
 
+Bundled weights are checked against the `sha256` recorded in
+`metadata.json` (when it records one) before they are loaded; a mismatch is
+a `ValueError` naming the file and both hashes. While editing a preset (new
+weights not yet recorded), pass `verify_sha256=False` to `load` or
+`resolve_weights`; `save_preset` records the hash of the weights it writes.
+Downloaded weights are always checked.
+
 Example:
 
 ```python
@@ -40,10 +47,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
@@ -104,30 +113,72 @@ def list(pattern: str | None = None) -> _builtin_list[str]:  # noqa: A001
     return names
 
 
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _read_json(path: Path) -> dict:
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Invalid JSON in preset file {path}: {e}") from e
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        start = _shorten(raw.decode("utf-8", errors="replace"))
+        raise ValueError(
+            f"Preset file {path} must hold valid JSON (UTF-8), but it cannot be "
+            f"parsed: {e}. Received: {start!r}"
+        ) from e
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"Preset file {path} must hold a JSON object {{...}}. "
+            f"Received: {_shorten(json.dumps(value))}"
+        )
+    return value
 
 
 def get_preset(name_or_path: str | os.PathLike) -> Preset:
-    """Reads a built-in preset by name, or a preset directory by path."""
+    """Reads a built-in preset by name, or a preset directory by path.
+
+    Raises:
+        TypeError: `name_or_path` is neither a string nor a path.
+        ValueError: an unknown preset (listing the available ones), a
+            directory without `config.json`, or a `config.json` /
+            `metadata.json` that is not valid JSON of the expected form.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            "`name_or_path` must be a preset name (str; see `zoo.list()`) or a "
+            f"preset directory path. Received: name_or_path={name_or_path!r}"
+        )
     candidate = Path(name_or_path)
+    builtin = None
+    if isinstance(name_or_path, str) and name_or_path.strip(" ./"):
+        builtin = presets_root() / name_or_path
     if (candidate / CONFIG_FILE).is_file():
         path = candidate
+    elif builtin is not None and (builtin / CONFIG_FILE).is_file():
+        path = builtin
     else:
-        path = presets_root() / str(name_or_path)
-        if not isinstance(name_or_path, str) or not (path / CONFIG_FILE).is_file():
-            raise ValueError(
-                f"Unknown preset {str(name_or_path)!r}. Available: {', '.join(list())}"
-            )
-    config = _read_json(path / CONFIG_FILE)
-    if "model" not in config or not isinstance(config.get("config"), dict):
+        for directory in (candidate, builtin):
+            if directory is not None and directory.is_dir() and os.fspath(name_or_path):
+                raise ValueError(
+                    f"A preset directory must hold {CONFIG_FILE} (and optionally "
+                    f"{METADATA_FILE}, {WEIGHTS_FILE}); {directory} has no "
+                    f"{CONFIG_FILE}. Received: name_or_path={os.fspath(name_or_path)!r}"
+                )
         raise ValueError(
-            f"{path / CONFIG_FILE} must hold {{'model': name, 'config': {{...}}}}. "
-            f"Received keys: {sorted(config)}"
+            f"Unknown preset {os.fspath(name_or_path)!r}. Available: "
+            f"{', '.join(list())}. A preset is one of these names or a directory "
+            f"holding {CONFIG_FILE}. Received: name_or_path="
+            f"{os.fspath(name_or_path)!r}"
+        )
+    config = _read_json(path / CONFIG_FILE)
+    if not isinstance(config.get("model"), str) or not isinstance(
+        config.get("config"), dict
+    ):
+        raise ValueError(
+            f"{path / CONFIG_FILE} must hold {{\"model\": <registry name>, "
+            f"\"config\": {{<model arguments>}}}}. "
+            f"Received: {_shorten(json.dumps(config, sort_keys=True))}"
         )
     metadata_path = path / METADATA_FILE
     metadata = _read_json(metadata_path) if metadata_path.is_file() else {}
@@ -136,11 +187,24 @@ def get_preset(name_or_path: str | os.PathLike) -> Preset:
 
 def build(preset: Preset, **overrides) -> keras.Model:
     """The preset's architecture (random weights), config overridden."""
-    cls = get_model_class(preset.model)
+    try:
+        cls = get_model_class(preset.model)
+    except ValueError as e:
+        raise ValueError(
+            f"{preset.path / CONFIG_FILE}: \"model\" must name a registered "
+            f"architecture. {e}. Received: model={preset.model!r}"
+        ) from e
     config = {**preset.config, **overrides}
     if "image_shape" in config:
         config["image_shape"] = tuple(config["image_shape"])
-    return cls(**config)
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as e:
+        source = f"\"config\" in {preset.path / CONFIG_FILE}"
+        if overrides:
+            source += f" with overrides {sorted(overrides)}"
+        error = ValueError if isinstance(e, ValueError) else TypeError
+        raise error(f"Preset {preset.name!r} ({source}) does not build: {e}") from e
 
 
 def count_params(preset: Preset) -> int:
@@ -150,6 +214,7 @@ def count_params(preset: Preset) -> int:
 
 
 def sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file (the one hash function of the zoo)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -157,12 +222,36 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _download(url: str, expected_sha256: str | None, name: str) -> Path:
+def _check_sha256(
+    path: str | os.PathLike, expected: str, what: str, remedy: str
+) -> None:
+    """Raises `ValueError` unless the file at `path` has sha256 `expected`.
+
+    Args:
+        path: the file to hash.
+        expected: the hex sha256 it must have.
+        what: the file, as the message names it (e.g. "Weights file X").
+        remedy: what to do about a mismatch (a sentence).
+    """
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"{what} must have the sha256 recorded in {METADATA_FILE}: it has "
+            f"sha256 {actual}, expected {expected}. {remedy} "
+            f"Received: sha256={actual}"
+        )
+
+
+def _download(url: str, expected_sha256: str | None, preset: Preset) -> Path:
     """Downloads `url` into the cache once; checks its sha256."""
+    name = preset.name
+    metadata_path = preset.path / METADATA_FILE
     if not expected_sha256:
         raise ValueError(
             f"Preset {name!r} has a weights_url but no sha256 in its metadata; "
-            "refusing to load unverified weights."
+            f"refusing to load unverified weights. {metadata_path} must record "
+            f"the sha256 of the file at weights_url. Received: weights_url={url!r}, "
+            f"sha256={expected_sha256!r}"
         )
     target = cache_dir() / name / f"{expected_sha256[:16]}-{WEIGHTS_FILE}"
     if target.is_file() and sha256(target) == expected_sha256:
@@ -170,14 +259,33 @@ def _download(url: str, expected_sha256: str | None, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
-            shutil.copyfileobj(response, out)
-        got = sha256(tmp)
-        if got != expected_sha256:
-            raise ValueError(
-                f"Weights downloaded for preset {name!r} from {url} have sha256 "
-                f"{got}, expected {expected_sha256}."
-            )
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url) as response:  # noqa: S310
+                    shutil.copyfileobj(response, out)
+            except (
+                urllib.error.URLError,
+                http.client.HTTPException,
+                ConnectionError,
+                TimeoutError,
+            ) as e:
+                reason = e if isinstance(e, urllib.error.HTTPError) else getattr(
+                    e, "reason", e
+                )
+                raise ConnectionError(
+                    f"Could not download the weights of preset {name!r} from "
+                    f"{url}: {reason}. The weights_url in {metadata_path} must "
+                    "be reachable from this machine; without network access, "
+                    "download the file elsewhere and pass its path as "
+                    f"`weights=`. Received: weights_url={url!r}"
+                ) from e
+        _check_sha256(
+            tmp,
+            expected_sha256,
+            f"Weights downloaded for preset {name!r} from {url}",
+            "The download was discarded (nothing was cached); downloads are "
+            f"always checked, so fix weights_url or sha256 in {metadata_path}.",
+        )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -185,28 +293,72 @@ def _download(url: str, expected_sha256: str | None, name: str) -> Path:
     return target
 
 
-def resolve_weights(preset: Preset, weights: Any = "auto") -> Path | None:
-    """The weights file `load` would use, or None for an untrained model."""
+def resolve_weights(
+    preset: Preset, weights: Any = "auto", *, verify_sha256: bool = True
+) -> Path | None:
+    """The weights file `load` would use, or None for an untrained model.
+
+    Args:
+        preset: the preset.
+        weights: "auto", True, False or a weights path (module docstring).
+        verify_sha256: check bundled weights against the `sha256` in
+            `metadata.json` (when it records one). Pass False only while
+            editing a preset whose new weights are not recorded yet.
+            Downloaded weights are always checked; an explicit weights path
+            is the caller's file and is not checked.
+
+    Raises:
+        ValueError: bundled weights whose sha256 disagrees with the metadata
+            (naming the file, both hashes and `verify_sha256=False`), an
+            invalid `weights`, or no weights with `weights=True`.
+        FileNotFoundError: a weights path that is not a file.
+        ConnectionError: a `weights_url` that cannot be downloaded.
+    """
+    if not isinstance(verify_sha256, bool):
+        raise TypeError(
+            "`verify_sha256` must be True or False. "
+            f"Received: verify_sha256={verify_sha256!r}"
+        )
     if weights is False or weights is None:
         return None
     if isinstance(weights, (str, os.PathLike)) and weights != "auto":
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"Weights file not found: {path}")
+            raise FileNotFoundError(
+                "`weights` must be 'auto', True, False or the path of an "
+                f"existing weights file; {path} is not a file. "
+                f"Received: weights={os.fspath(weights)!r}"
+            )
         return path
-    if weights not in ("auto", True):
+    if weights is not True and weights != "auto":
         raise ValueError(
             "`weights` must be 'auto', True, False or a path. "
             f"Received: weights={weights!r}"
         )
-    if preset.bundled_weights is not None:
-        return preset.bundled_weights
+    bundled = preset.bundled_weights
+    if bundled is not None:
+        expected = preset.metadata.get("sha256")
+        if verify_sha256 and expected:
+            _check_sha256(
+                bundled,
+                expected,
+                f"Weights file {bundled} of preset {preset.name!r}",
+                f"The file is corrupt or was changed after {METADATA_FILE} was "
+                "written. If you are editing this preset, load it with "
+                "`zoo.load(..., verify_sha256=False)` (or `resolve_weights(..., "
+                "verify_sha256=False)`), then record the new hash with "
+                "`zoo.save_preset`.",
+            )
+        return bundled
     url = preset.metadata.get("weights_url")
     if url:
         scheme = urllib.parse.urlparse(url).scheme
         if scheme not in ("https", "http", "file"):
-            raise ValueError(f"Unsupported weights_url scheme: {url}")
-        return _download(url, preset.metadata.get("sha256"), preset.name)
+            raise ValueError(
+                f"The weights_url in {preset.path / METADATA_FILE} must be an "
+                f"https, http or file URL. Received: weights_url={url!r}"
+            )
+        return _download(url, preset.metadata.get("sha256"), preset)
     if weights is True:
         raise ValueError(
             f"Preset {preset.name!r} has no trained weights (no {WEIGHTS_FILE} "
@@ -248,6 +400,12 @@ def load_weights_checked(model: keras.Model, path: str | os.PathLike) -> None:
     for w in caught:
         if str(w.message) not in partial:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if isinstance(problem, OSError):  # h5py: not an HDF5 file, truncated, ...
+        raise ValueError(
+            f"The weights file {path} must be a Keras weights file "
+            f"(HDF5, *.weights.h5), but it cannot be read: {problem}. "
+            f"Received: path={os.fspath(path)!r}"
+        ) from problem
     if problem is not None or partial:
         detail = problem if problem is not None else partial[0]
         raise ValueError(
@@ -259,6 +417,8 @@ def load_weights_checked(model: keras.Model, path: str | os.PathLike) -> None:
 def load(
     name_or_path: str | os.PathLike,
     weights: Any = "auto",
+    *,
+    verify_sha256: bool = True,
     **overrides,
 ) -> keras.Model:
     """Builds a preset's model and loads its weights.
@@ -267,6 +427,10 @@ def load(
         name_or_path: a built-in preset name (`zoo.list()`) or a preset
             directory (as written by `save_preset`).
         weights: "auto", True, False or a weights path (module docstring).
+        verify_sha256: check the preset's bundled `model.weights.h5` against
+            the `sha256` recorded in its `metadata.json` before loading it
+            (default). Pass False only for a preset being edited, whose new
+            weights are not recorded yet; downloads are always checked.
         **overrides: model arguments replacing the preset's (e.g. a smaller
             `image_shape` for a test); not allowed together with weights.
 
@@ -275,16 +439,22 @@ def load(
 
     Raises:
         ValueError: unknown preset (listing the available ones), no weights
-            with `weights=True`, or weights that do not fit.
+            with `weights=True`, weights that do not fit, or bundled weights
+            whose sha256 disagrees with `metadata.json`.
     """
     preset = get_preset(name_or_path)
     if overrides and weights not in (False, None, "auto"):
         raise ValueError(
             "Config overrides change the architecture; they cannot be combined "
-            f"with weights={weights!r}. Received overrides: {sorted(overrides)}"
+            f"with weights={weights!r} (use weights=False or 'auto'). "
+            f"Received: overrides={sorted(overrides)}"
         )
     model = build(preset, **overrides)
-    path = None if overrides else resolve_weights(preset, weights)
+    path = (
+        None
+        if overrides
+        else resolve_weights(preset, weights, verify_sha256=verify_sha256)
+    )
     if path is not None:
         load_weights_checked(model, path)
     return model

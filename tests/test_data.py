@@ -10,6 +10,7 @@ random examples from the feature specs that ship with the TFDS code.
 import dataclasses
 import gzip
 import os
+import re
 import struct
 
 import numpy as np
@@ -339,7 +340,6 @@ def test_binarized_real_fashion_mnist(monkeypatch):
         ("test[:50%]", slice(0, 148)),  # round(148.5) == 148, as in TFDS.
         ("test[250:]", slice(250, 297)),
         ("test[:]", slice(0, 297)),
-        ("test[5:2]", slice(5, 5)),
         ("test[:1000]", slice(0, 297)),
         (" train [ : 7 ] ", slice(0, 7)),
     ],
@@ -382,6 +382,166 @@ def test_bad_split(split, tmp_path, no_default_dirs):
         data.load("digits", split)
     with pytest.raises(ValueError, match=r"`split` must be .* Received: split="):
         data.load("fashion_mnist", split, data_dir=tmp_path)
+
+
+EMPTY_SPLITS = [
+    # (split, resolved [begin:end] on digits' 1500/297 examples)
+    ("train[5:2]", "[5:2] of the 1500 examples of split 'train'"),
+    ("train[3:3]", "[3:3] of the 1500 examples of split 'train'"),
+    ("test[100%:]", "[297:297] of the 297 examples of split 'test'"),
+    ("train[-0:0]", "[0:0] of the 1500 examples of split 'train'"),
+    ("test[:0]", "[0:0] of the 297 examples of split 'test'"),
+    ("test[-5:3]", "[292:3] of the 297 examples of split 'test'"),
+    ("test[400:500]", "[297:297] of the 297 examples of split 'test'"),
+]
+
+
+def _empty_split_match(split, resolved):
+    return (
+        r"`split` must select at least one example.*"
+        + re.escape(f"resolves to {resolved}. Received: split={split!r}")
+    )
+
+
+@pytest.mark.parametrize("split, resolved", EMPTY_SPLITS)
+def test_empty_or_reversed_split_is_an_error_digits(split, resolved):
+    with pytest.raises(ValueError, match=_empty_split_match(split, resolved)):
+        data.load("digits", split)
+    with pytest.raises(ValueError, match=_empty_split_match(split, resolved)):
+        data.load("binarized_digits", split)
+
+
+@pytest.mark.parametrize(
+    "split, resolved",
+    [
+        ("train[5:2]", "[5:2] of the 10 examples of split 'train'"),
+        ("train[3:3]", "[3:3] of the 10 examples of split 'train'"),
+        ("test[100%:]", "[4:4] of the 4 examples of split 'test'"),
+        ("train[-0:0]", "[0:0] of the 10 examples of split 'train'"),
+        ("train[-5:3]", "[5:3] of the 10 examples of split 'train'"),
+    ],
+)
+def test_empty_or_reversed_split_is_an_error_fashion_mnist(
+    split, resolved, tmp_path, no_default_dirs
+):
+    write_fashion_dir(tmp_path, num_train=10)
+    with pytest.raises(ValueError, match=_empty_split_match(split, resolved)):
+        data.load("fashion_mnist", split, data_dir=tmp_path)
+
+
+@needs_real_fashion
+def test_empty_split_of_real_fashion_mnist(monkeypatch):
+    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    resolved = "[10000:10000] of the 10000 examples of split 'test'"
+    with pytest.raises(ValueError, match=_empty_split_match("test[100%:]", resolved)):
+        data.load("fashion_mnist", "test[100%:]")
+
+
+@pytest.mark.parametrize(
+    "split, part",
+    [
+        ("train[5:2]", None),
+        ("train[3:3]", None),
+        ("test[100%:]", None),
+        ("train[-0:0]", None),
+        ("train + test[4:1]", "test[4:1]"),
+    ],
+)
+def test_empty_split_is_an_error_tfds_before_preparing(split, part, tfds):
+    """Split sizes unknown: slices empty whatever the size are refused."""
+    subject = "it" if part is None else f"its part {part!r}"
+    match = (
+        r"`split` must select at least one example.*"
+        + re.escape(f"{subject} selects no example whatever the size")
+        + ".*"
+        + re.escape(f"Received: split={split!r}")
+    )
+    with tfds.testing.mock_data(num_examples=4):
+        with pytest.raises(ValueError, match=match):
+            data.load("mnist", split)
+        # Empty only for some sizes: left to TFDS (the mock ignores slices).
+        assert data.to_numpy(data.load("mnist", "train[-5:3]"))[0].shape[0] == 4
+
+
+def test_empty_split_in_fashion_mnist_tfds_fallback(tmp_path, no_default_dirs, tfds):
+    with tfds.testing.mock_data(num_examples=3):
+        with pytest.raises(ValueError, match="whatever the size of split 'test'"):
+            data.load("fashion_mnist", "test[100%:]")
+
+
+@pytest.fixture(scope="module")
+def prepared_tfds(tmp_path_factory):
+    """A real prepared TFDS data set (`dummy_mnist`, 20 + 20 examples)."""
+    from tensorflow_datasets import testing
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    testing.DummyMnist(data_dir=data_dir).download_and_prepare()
+    return str(data_dir)
+
+
+@pytest.mark.parametrize(
+    "split, message",
+    [
+        ("train[5:2]", "it resolves to [5:2] of the 20 examples of split 'train'"),
+        ("train[-5:3]", "it resolves to [15:3] of the 20 examples of split 'train'"),
+        ("test[30:40]", "it resolves to [20:20] of the 20 examples of split 'test'"),
+        (
+            "train[:0]+test",
+            "its part 'train[:0]' resolves to [0:0] of the 20 examples of "
+            "split 'train'",
+        ),
+    ],
+)
+def test_empty_split_is_an_error_tfds_prepared(split, message, prepared_tfds):
+    """Split sizes known: TFDS itself says "__len__() should return >= 0"."""
+    match = re.escape(f"{message}. Received: split={split!r}")
+    with pytest.raises(ValueError, match=match):
+        data.load("dummy_mnist", split, data_dir=prepared_tfds, download=False)
+    images, labels = data.to_numpy(
+        data.load("dummy_mnist", "train[2:5]", data_dir=prepared_tfds, download=False)
+    )
+    assert images.shape == (3, 28, 28, 1) and labels.shape == (3,)
+
+
+def test_tfds_split_must_be_one_string(tfds):
+    with pytest.raises(ValueError, match=r"one split string.*Received: split=\['train'"):
+        data.load("mnist", ["train", "test"])
+
+
+def test_tfds_bad_split_message_says_what_must_hold(prepared_tfds):
+    with pytest.raises(
+        ValueError,
+        match=r"`split` must name splits of 'dummy_mnist'.*Received: split='validation'",
+    ):
+        data.load("dummy_mnist", "validation", data_dir=prepared_tfds, download=False)
+
+
+@pytest.mark.parametrize("bad", [3, ["/tmp"], b"/tmp"])
+def test_data_dir_must_be_a_path(bad):
+    with pytest.raises(TypeError, match=r"`data_dir` must be a directory path.*"
+                       r"Received: data_dir="):
+        data.load("digits", "test[:4]", data_dir=bad)
+    with pytest.raises(TypeError, match="`data_dir` must be a directory path"):
+        data.get_info("fashion_mnist", data_dir=bad)
+
+
+def test_data_dir_must_not_be_a_file(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("x")
+    with pytest.raises(
+        ValueError, match=rf"`data_dir` must be a directory.*Received: data_dir='{path}'"
+    ):
+        data.load("fashion_mnist", "test", data_dir=path)
+
+
+def test_missing_data_dir_is_named_when_data_is_unavailable(tmp_path, no_default_dirs):
+    missing = tmp_path / "nope"
+    with pytest.raises(data.DataUnavailableError, match=rf"{missing} \(does not exist\)"):
+        data.load("fashion_mnist", data_dir=missing, download=False)
+    with pytest.raises(
+        data.DataUnavailableError, match=r"`data_dir` '.*nope' does not exist"
+    ):
+        data.load("mnist", data_dir=missing, download=False)
 
 
 # --------------------------------------------------------------------------
@@ -462,7 +622,7 @@ def test_to_numpy_limit_and_batched_input():
     batched = data.load("digits", "test").batch(64)
     images, labels = data.to_numpy(batched, limit=100)
     assert images.shape == (100, 8, 8, 1) and labels.shape == (100,)
-    empty_x, empty_y = data.to_numpy(data.load("digits", "test[:0]"))
+    empty_x, empty_y = data.to_numpy(data.load("digits", "test").take(0))
     assert empty_x.shape == (0, 8, 8, 1) and empty_x.dtype == np.uint8
     assert empty_y.shape == (0,)
 
@@ -470,6 +630,12 @@ def test_to_numpy_limit_and_batched_input():
 def test_to_numpy_errors():
     with pytest.raises(ValueError, match="Received: limit=-1"):
         data.to_numpy(data.load("digits", "test"), limit=-1)
+    with pytest.raises(ValueError, match="Received: limit=True"):
+        data.to_numpy(data.load("digits", "test"), limit=True)
+    with pytest.raises(
+        TypeError, match=r"`ds` must be a `tf.data.Dataset`.*Received: ds of type list"
+    ):
+        data.to_numpy([{"images": np.zeros((8, 8, 1), np.uint8)}])
     with pytest.raises(ValueError, match="'images' key"):
         data.to_numpy(tf.data.Dataset.range(3))
 

@@ -286,3 +286,128 @@ def test_serve_sample_cli_writes_png(rest_url, tmp_path, capsys):
     )
     assert args.handler(args) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- errors that name the server (issue 11) ----------------------------------
+def _closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rest_connection_refused_names_url_and_signature():
+    from pixel_keras import serving
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    client = serving.RestClient(url, MODEL, timeout=5)
+    with pytest.raises(serving.ServingConnectionError) as info:
+        client.sample([1, 2])
+    message = str(info.value)
+    assert f"{url}/v1/models/{MODEL}:predict" in message
+    assert "signature 'sample'" in message and f"model '{MODEL}'" in message
+    assert message.endswith(f"Received: url={url!r}")
+    # Still an OSError (what urllib's URLError was) and a ServingError.
+    assert isinstance(info.value, ConnectionError)
+    assert isinstance(info.value, serving.ServingError)
+    with pytest.raises(serving.ServingConnectionError, match="for the model metadata"):
+        client.signatures()
+
+
+def test_rest_timeout_names_url_and_signature():
+    import socket
+
+    from pixel_keras import serving
+
+    with socket.socket() as listener:  # Accepts connections, never answers.
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client = serving.RestClient(url, MODEL, timeout=0.3)
+        with pytest.raises(
+            serving.ServingConnectionError,
+            match=rf"{url}/v1/models/{MODEL}:predict for signature 'serving_default'"
+            r".*no answer within timeout=0\.3 s",
+        ):
+            client.log_prob(np.zeros((1, 8, 8, 1), "uint8"))
+
+
+def test_rest_server_errors_name_url_and_signature(rest_url, served):
+    from pixel_keras import serving
+
+    client = serving.RestClient(rest_url, MODEL)
+    with pytest.raises(
+        serving.ServingError, match=rf"(?s){rest_url}/v1/models/{MODEL}:predict "
+        r"\(signature 'sample'\): HTTP 400: .*class_label"
+    ):
+        client.sample([1, 2], class_label=[0, 10])
+    missing = serving.RestClient(rest_url, "no_such_model")
+    with pytest.raises(serving.ServingError, match=r"\(the model metadata\): HTTP 404"):
+        missing.signatures()
+
+
+def test_grpc_connection_refused_names_target_and_signature():
+    pytest.importorskip("grpc")
+    pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
+    from pixel_keras import serving
+
+    target = f"127.0.0.1:{_closed_port()}"
+    with serving.GrpcClient(target, MODEL, timeout=5) as client:
+        with pytest.raises(serving.ServingConnectionError) as info:
+            client.sample([1, 2])
+        message = str(info.value)
+        assert f"TF Serving at {target} (signature 'sample' of model '{MODEL}')" in message
+        assert "UNAVAILABLE" in message
+        assert message.endswith(f"Received: target={target!r}")
+        with pytest.raises(serving.ServingConnectionError, match="the model metadata"):
+            client.signatures()
+
+
+def test_grpc_server_errors_name_target_and_signature(grpc_target, served):
+    from pixel_keras import serving
+
+    with serving.GrpcClient(grpc_target, "no_such_model") as client:
+        with pytest.raises(
+            serving.ServingError,
+            match=rf"TF Serving at {grpc_target} \(signature 'sample' of model "
+            r"'no_such_model'\): NOT_FOUND",
+        ):
+            client.sample([1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"url": "localhost:8501"}, r"`url` must be the http:// or https:// root.*"
+         r"Received: url='localhost:8501'"),
+        ({"url": None}, r"Received: url=None"),
+        ({"model_name": ""}, r"`model_name` must be .*Received: model_name=''"),
+        ({"version": "2"}, r"`version` must be None .*Received: version='2'"),
+        ({"version": -1}, r"Received: version=-1"),
+        ({"timeout": 0}, r"`timeout` must be a finite number .*Received: timeout=0"),
+        ({"timeout": float("inf")}, r"Received: timeout=inf"),
+    ],
+)
+def test_rest_client_arguments(kwargs, match):
+    from pixel_keras import serving
+
+    with pytest.raises(ValueError, match=match):
+        serving.RestClient(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"target": "http://localhost:8500"}, r"`target` must be the host:port.*"
+         r"Received: target='http://localhost:8500'"),
+        ({"target": ""}, r"Received: target=''"),
+        ({"timeout": -1}, r"Received: timeout=-1"),
+    ],
+)
+def test_grpc_client_arguments(kwargs, match):
+    pytest.importorskip("grpc")
+    from pixel_keras import serving
+
+    with pytest.raises(ValueError, match=match):
+        serving.GrpcClient(**kwargs)

@@ -178,3 +178,200 @@ def test_partial_weight_match_is_an_error(tmp_path):
     small.save_weights(str(path))
     with pytest.raises(ValueError, match="does not match the architecture"):
         zoo.load_weights_checked(deeper, path)
+
+
+# ---- sha256 of bundled weights (issue 11) -----------------------------------
+def _saved_preset(tmp_path, name="mine"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = zoo.load("test_pixelcnn", weights=False)
+    return model, zoo.save_preset(model, tmp_path / name, {"dataset": "digits"})
+
+
+def test_bundled_weights_with_wrong_sha256_are_refused(tmp_path):
+    model, directory = _saved_preset(tmp_path)
+    recorded = json.loads((directory / "metadata.json").read_text())["sha256"]
+    # The preset is edited: new weights, metadata.json not updated.
+    keras.utils.set_random_seed(1)
+    edited = zoo.load("test_pixelcnn", weights=False)
+    weights = directory / "model.weights.h5"
+    edited.save_weights(str(weights))
+    actual = zoo.sha256(weights)
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    for kwargs in ({"weights": True}, {"weights": "auto"}, {}):
+        with pytest.raises(ValueError) as info:
+            zoo.load(directory, **kwargs)
+        message = str(info.value)
+        assert str(weights) in message
+        assert f"sha256 {actual}, expected {recorded}" in message
+        assert "verify_sha256=False" in message
+        assert message.endswith(f"Received: sha256={actual}")
+    with pytest.raises(ValueError, match="verify_sha256=False"):
+        zoo.resolve_weights(zoo.get_preset(directory))
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    # The opt-out for a preset being edited loads the new weights.
+    loaded = zoo.load(directory, weights=True, verify_sha256=False)
+    for a, b in zip(loaded.weights, edited.weights):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        )
+    assert zoo.resolve_weights(zoo.get_preset(directory), verify_sha256=False) == weights
+    # Re-saving records the new hash, and the check passes again.
+    zoo.save_preset(loaded, directory, overwrite=True)
+    zoo.load(directory, weights=True)
+
+
+def test_bundled_weights_with_wrong_sha256_in_metadata_are_refused(tmp_path):
+    _, directory = _saved_preset(tmp_path)
+    meta = json.loads((directory / "metadata.json").read_text())
+    meta["sha256"] = "f" * 64
+    (directory / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"expected f{64}\. .*verify_sha256=False"):
+        zoo.load(directory)
+    zoo.load(directory, verify_sha256=False)
+    with pytest.raises(TypeError, match="Received: verify_sha256='no'"):
+        zoo.load(directory, verify_sha256="no")
+
+
+def test_explicit_weights_path_is_not_checked_against_the_preset(tmp_path):
+    model, directory = _saved_preset(tmp_path)
+    other = tmp_path / "other.weights.h5"
+    model.save_weights(str(other))
+    meta = json.loads((directory / "metadata.json").read_text())
+    meta["sha256"] = "0" * 64
+    (directory / "metadata.json").write_text(json.dumps(meta))
+    zoo.load(directory, weights=str(other))  # The caller's own file.
+
+
+# ---- errors that explain themselves (issue 11) ------------------------------
+def test_preset_directory_without_config_json(tmp_path):
+    directory = tmp_path / "half_written"
+    directory.mkdir()
+    (directory / "metadata.json").write_text("{}")
+    with pytest.raises(
+        ValueError,
+        match=rf"must hold config\.json .*{directory} has no config\.json\. "
+        rf"Received: name_or_path='{directory}'",
+    ):
+        zoo.load(str(directory))
+    with pytest.raises(ValueError, match="has no config.json"):
+        zoo.get_preset(directory)
+
+
+@pytest.mark.parametrize("filename", ["config.json", "metadata.json"])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b'{"model": "pixelcnn",', r"must hold valid JSON \(UTF-8\).*Expecting"),
+        (b"\x89HDF\xff\xfe", r"must hold valid JSON \(UTF-8\).*codec can't decode"),
+        (b"[1, 2]", r"must hold a JSON object \{\.\.\.\}\. Received: \[1, 2\]"),
+    ],
+    ids=["truncated", "binary", "array"],
+)
+def test_corrupt_preset_json_names_the_file(tmp_path, filename, content, match):
+    _, directory = _saved_preset(tmp_path)
+    (directory / filename).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"Preset file {directory / filename} {match}"):
+        zoo.load(directory)
+    with pytest.raises(ValueError, match="Received: "):
+        zoo.describe(directory)
+
+
+def test_config_json_of_the_wrong_form(tmp_path):
+    _, directory = _saved_preset(tmp_path)
+    config_path = directory / "config.json"
+    config_path.write_text(json.dumps({"model": "pixelcnn"}))
+    with pytest.raises(
+        ValueError,
+        match=r'must hold \{"model": <registry name>, "config": \{<model arguments>\}\}\. '
+        r'Received: \{"model": "pixelcnn"\}',
+    ):
+        zoo.load(directory)
+    config_path.write_text(json.dumps({"model": "no_such_net", "config": {}}))
+    with pytest.raises(
+        ValueError, match=r"config\.json: \"model\" must name a registered.*"
+        r"Received: model='no_such_net'"
+    ):
+        zoo.load(directory, weights=False)
+    config_path.write_text(json.dumps({"model": "pixelcnn", "config": {"hidden_maps": "x"}}))
+    with pytest.raises(
+        ValueError,
+        match=rf"Preset 'mine' \(\"config\" in {config_path}\) does not build: "
+        r"`hidden_maps` must be .*Received: hidden_maps='x'",
+    ):
+        zoo.load(directory, weights=False)
+
+
+def test_name_or_path_must_be_a_string_or_path():
+    with pytest.raises(TypeError, match=r"`name_or_path` must be .* Received: name_or_path=None"):
+        zoo.load(None)
+    with pytest.raises(ValueError, match=r"Unknown preset ''\..*Received: name_or_path=''"):
+        zoo.load("")
+
+
+def test_weights_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"`weights` must be .*Received: weights=1$"):
+        zoo.load("test_pixelcnn", weights=1)
+    missing = tmp_path / "missing.weights.h5"
+    with pytest.raises(
+        FileNotFoundError, match=rf"{missing} is not a file\. Received: weights='{missing}'"
+    ):
+        zoo.load("test_pixelcnn", weights=str(missing))
+    with pytest.raises(ValueError, match=r"Received: overrides=\['hidden_maps'\]"):
+        zoo.load("test_pixelcnn", weights=True, hidden_maps=8)
+
+
+def test_unreadable_weights_file_is_not_called_a_mismatch(tmp_path):
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    with pytest.raises(
+        ValueError, match=rf"{bad} must be a Keras weights file .*cannot be read"
+    ):
+        zoo.load("test_pixelcnn", weights=str(bad))
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["missing_file", "refused"])
+def test_download_errors_name_the_url(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("PIXEL_KERAS_CACHE", str(tmp_path / "cache"))
+    _, directory = _saved_preset(tmp_path)
+    (directory / "model.weights.h5").unlink()
+    if kind == "missing_file":
+        url = (tmp_path / "gone.weights.h5").as_uri()
+    else:
+        url = f"http://127.0.0.1:{_closed_port()}/w.weights.h5"
+    meta = json.loads((directory / "metadata.json").read_text())
+    meta.update(weights_url=url, sha256="1" * 64)
+    (directory / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ConnectionError) as info:
+        zoo.load(directory, weights=True)
+    message = str(info.value)
+    assert f"from {url}:" in message and message.endswith(f"Received: weights_url={url!r}")
+    assert isinstance(info.value, OSError)
+    assert not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_weights_url_scheme_and_missing_sha256(tmp_path):
+    _, directory = _saved_preset(tmp_path)
+    (directory / "model.weights.h5").unlink()
+    meta = json.loads((directory / "metadata.json").read_text())
+    meta.update(weights_url="ftp://example.org/w.h5")
+    (directory / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError,
+        match=r"must be an https, http or file URL\. "
+        r"Received: weights_url='ftp://example.org/w.h5'",
+    ):
+        zoo.load(directory)
+    meta.update(weights_url="https://example.org/w.h5")
+    meta.pop("sha256", None)
+    (directory / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"refusing to load unverified.*Received: weights_url="):
+        zoo.load(directory)

@@ -68,3 +68,38 @@ def test_evaluate_reproduces_the_card(name, capsys):
     assert result["bits_per_dim"] == pytest.approx(
         preset.metadata["test_bits_per_dim"], abs=0.01
     )
+
+
+DIGITS_TRAINED = [n for n in TRAINED if n.endswith("_digits")]
+
+
+@pytest.mark.parametrize("name", DIGITS_TRAINED)
+def test_changed_bundled_weights_are_refused_unless_opted_out(name, tmp_path):
+    """A copy of a trained preset whose weights no longer match metadata.json."""
+    import shutil
+
+    import keras
+    import numpy as np
+
+    preset = zoo.get_preset(name)
+    assert zoo.resolve_weights(preset) == preset.bundled_weights  # Checked: fine.
+    copy = tmp_path / name
+    shutil.copytree(preset.path, copy)
+    keras.utils.set_random_seed(3)
+    retrained = zoo.load(copy, weights=False)  # Stands for a new training run.
+    retrained.save_weights(str(copy / zoo.WEIGHTS_FILE))
+    actual = zoo.sha256(copy / zoo.WEIGHTS_FILE)
+    with pytest.raises(ValueError) as info:
+        zoo.load(copy)
+    message = str(info.value)
+    for part in (
+        str(copy / zoo.WEIGHTS_FILE),
+        f"it has sha256 {actual}, expected {preset.metadata['sha256']}",
+        "verify_sha256=False",
+    ):
+        assert part in message
+    loaded = zoo.load(copy, verify_sha256=False)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded.weights[0]),
+        keras.ops.convert_to_numpy(retrained.weights[0]),
+    )
