@@ -4,6 +4,11 @@ Layers and models use `keras.ops` only and run on the TensorFlow (default)
 and JAX backends. TensorFlow-only pieces live in their own modules:
 `pixel_keras.distributions` (TFP), `pixel_keras.data` (tf.data),
 `pixel_keras.training` (tf.distribute).
+
+Importing `pixel_keras` is cheap: the layers and models (and with them
+Keras) load when first used, e.g. `pixel_keras.PixelCNN` or
+`import pixel_keras.models`, which also registers the classes with Keras
+serialization (`training.load_checkpoint` and `zoo.load` do that for you).
 """
 
 import os
@@ -12,10 +17,15 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # Keep TensorFlow's C++ start-up lines out of CLI output unless asked for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pixel_keras import layers, losses, models, sampling  # noqa: E402
-from pixel_keras.images import save_image_grid  # noqa: E402
-from pixel_keras.layers import MaskedConv2D  # noqa: E402
-from pixel_keras.models import PixelCNN  # noqa: E402
+# Everything below is imported on first use (PEP 562), so that
+# `import pixel_keras.cli` (and `pixel-keras --help`) loads neither Keras nor
+# TensorFlow. `pk.PixelCNN`, `pk.layers`, ... import their module on access.
+_SUBMODULES = ("layers", "losses", "models", "sampling")
+_ATTRIBUTES = {
+    "MaskedConv2D": "pixel_keras.layers",
+    "PixelCNN": "pixel_keras.models",
+    "save_image_grid": "pixel_keras.images",
+}
 
 __version__ = "0.1.0"
 
@@ -28,3 +38,17 @@ __all__ = [
     "sampling",
     "save_image_grid",
 ]
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pixel_keras.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'pixel_keras' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -26,14 +26,24 @@ has none).
 Errors in the arguments, and errors the library reports about them
 (`ValueError`, missing or existing files, unavailable data, unknown
 presets), print one line `pixel-keras: error: ...` on stderr and exit with
-status 2, without a traceback. TensorFlow and Keras are imported inside the
-command handlers, so that parsing and `--help` stay cheap.
+status 2, without a traceback; a training run whose loss became NaN or
+infinite (`training.TrainingDivergedError`) prints one such line and exits
+with status 1.
+
+`--help`, parse errors and the argument checks that need no library
+(`precheck`) import neither Keras nor TensorFlow. The other commands import
+them once, through `import_tensorflow_quietly`, which keeps TensorFlow's C++
+start-up lines (written to stderr before its logging is configured, so
+TF_CPP_MIN_LOG_LEVEL cannot silence them) out of the output.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+import tempfile
 
 PROG = "pixel-keras"
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")  # training.STRATEGIES
@@ -53,6 +63,21 @@ MODEL_OPTIONS = {
     "residual": "residual",
     "num_classes": "num_classes",
 }
+# Model -> the arguments of MODEL_OPTIONS it takes: `training.model_arguments`
+# (tests/test_cli.py checks that they agree), here so that an option given to
+# the wrong model is refused before Keras is imported.
+MODEL_OPTION_ARGUMENTS = {
+    "pixelcnn": ("hidden_maps", "output_maps", "num_residual_blocks", "kernel_size"),
+    "row_lstm": ("hidden_maps", "output_maps", "num_layers", "kernel_size", "residual"),
+    "diagonal_bilstm": ("hidden_maps", "output_maps", "num_layers", "residual"),
+    "gated_pixelcnn": (
+        "hidden_maps",
+        "output_maps",
+        "num_layers",
+        "kernel_size",
+        "num_classes",
+    ),
+}
 # argparse dest -> option as typed, for messages.
 OPTION_FLAGS = {
     "hidden_maps": "--hidden-maps",
@@ -67,6 +92,22 @@ OPTION_FLAGS = {
 
 class UsageError(Exception):
     """A command line problem found after parsing (exit status 2)."""
+
+
+# What TensorFlow's native libraries write to stderr while `import tensorflow`
+# loads them, before its logging is set up, so that TF_CPP_MIN_LOG_LEVEL
+# cannot silence it (on CPUs with AVX-512/oneDNN: the absl line and the
+# oneDNN note, once per library, i.e. twice): filtered from the commands'
+# output unless TF_CPP_MIN_LOG_LEVEL is 0.
+_TF_STARTUP_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are "
+    r"written to STDERR$"
+    r"|[IW]\d{4} [\d:.]+ +\d+ (port|cpu_feature_guard)\.cc:\d+\] "
+    r"|To enable the following instructions: .*rebuild TensorFlow with the "
+    r"appropriate compiler flags\.$"
+)
+# Commands that run without Keras and TensorFlow.
+_COMMANDS_WITHOUT_TENSORFLOW = ("serve-sample",)
 
 
 # ---------------------------------------------------------------------------
@@ -109,9 +150,16 @@ def _positive_float(text):
 # ---------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a parse error in one line (and where to find the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser():
     """The `argparse` parser of `pixel-keras` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Train, evaluate and sample autoregressive image models "
         "(PixelCNN family) with exact bits/dim.",
@@ -123,10 +171,10 @@ def build_parser():
     _add_evaluate(commands)
     _add_sample(commands)
     _add_zoo(commands)
-    from pixel_keras.export import add_export_parser
+    _add_export(commands)
+    # serving.py imports only NumPy and the standard library at the top.
     from pixel_keras.serving import add_serve_sample_parser
 
-    add_export_parser(commands)
     add_serve_sample_parser(commands)
     return parser
 
@@ -264,7 +312,7 @@ def _add_train(commands):
         default=1,
         help="0 silent, 1 bar, 2 lines",
     )
-    p.set_defaults(handler=_train)
+    p.set_defaults(handler=_train, precheck=_precheck_train)
 
 
 def _add_model_source(p, preset_help):
@@ -293,7 +341,7 @@ def _add_evaluate(commands):
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: 64)")
     p.add_argument("--data-dir", help="where to look for data files first")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(handler=_evaluate)
+    p.set_defaults(handler=_evaluate, precheck=_check_model_source)
 
 
 def _add_sample(commands):
@@ -345,7 +393,7 @@ def _add_sample(commands):
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing --out file"
     )
-    p.set_defaults(handler=_sample)
+    p.set_defaults(handler=_sample, precheck=_precheck_sample)
 
 
 def _add_zoo(commands):
@@ -381,6 +429,38 @@ def _add_zoo(commands):
     show.set_defaults(handler=_zoo_show)
 
 
+def _add_export(commands):
+    p = commands.add_parser(
+        "export",
+        help="export a preset or checkpoint as a TF Serving SavedModel",
+        description="Export a zoo preset (or preset directory) or a training "
+        "checkpoint as a SavedModel with the signatures serving_default "
+        "(log-likelihood), sample, sample_step and complete, into TF Serving's "
+        "layout OUT/<version>/. See export/README.md for serving it.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", help="zoo preset name or preset directory")
+    source.add_argument(
+        "--checkpoint", help="training run directory (latest checkpoint) or .keras file"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="BASE_DIR", help="the model's base path"
+    )
+    p.add_argument(
+        "--version", type=int, default=None, help="version number (default: next free)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing version"
+    )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        help="with --preset: 'auto' (bundled/downloaded if any), 'none' (random "
+        "init, for testing the serving setup) or a weights file (default: auto)",
+    )
+    p.set_defaults(handler=_export)
+
+
 def _version():
     from importlib.metadata import PackageNotFoundError, version
 
@@ -397,14 +477,12 @@ def _version():
 
 def _model_config(args, name):
     """The model arguments given as options, checked against model `name`."""
-    from pixel_keras import training
-
     given = {
         dest: getattr(args, dest)
         for dest in MODEL_OPTIONS
         if getattr(args, dest) is not None
     }
-    accepted = set(training.model_arguments(name))
+    accepted = set(MODEL_OPTION_ARGUMENTS[name])
     wrong = [dest for dest in given if MODEL_OPTIONS[dest] not in accepted]
     if wrong:
         valid = [OPTION_FLAGS[d] for d in MODEL_OPTIONS if MODEL_OPTIONS[d] in accepted]
@@ -414,6 +492,12 @@ def _model_config(args, name):
             f"{name!r}; its options: {', '.join(valid)}"
         )
     return {MODEL_OPTIONS[dest]: value for dest, value in given.items()}
+
+
+def _precheck_train(args):
+    """The checks of `_train` that need no Keras (without --preset)."""
+    if args.preset is None:
+        _model_config(args, args.model or "pixelcnn")
 
 
 def _train(args):
@@ -484,9 +568,14 @@ def _run_dir_of(path):
 def _check_model_source(args):
     """Exactly one of CHECKPOINT and --preset; the checkpoint must exist."""
     if (args.checkpoint is None) == (args.preset is None):
+        given = (
+            "neither"
+            if args.checkpoint is None
+            else f"both ({args.checkpoint} and --preset {args.preset})"
+        )
         raise UsageError(
             "give exactly one of CHECKPOINT (a run directory or .keras file) "
-            "and --preset NAME"
+            f"and --preset NAME, got {given}"
         )
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
         raise UsageError(f"no such checkpoint file or run directory: {args.checkpoint}")
@@ -553,12 +642,16 @@ def _evaluate(args):
     return 0
 
 
-def _sample(args):
+def _precheck_sample(args):
     if not args.out.lower().endswith(".png"):
         raise UsageError(f"--out must be a .png file, got {args.out!r}")
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
     _check_model_source(args)
+
+
+def _sample(args):
+    _precheck_sample(args)
     from pixel_keras import training
     from pixel_keras.images import save_image_grid
 
@@ -608,6 +701,12 @@ def _sample(args):
     )
     print(f"Wrote {args.num_samples} samples to {args.out}")
     return 0
+
+
+def _export(args):
+    from pixel_keras.export import export_main
+
+    return export_main(args)
 
 
 def _zoo_rows(names):
@@ -686,6 +785,52 @@ def _zoo_show(args):
 # ---------------------------------------------------------------------------
 
 
+def import_tensorflow_quietly():
+    """Imports Keras and TensorFlow without TensorFlow's C++ start-up lines.
+
+    TensorFlow writes a few INFO lines to file descriptor 2 while its native
+    libraries load, whatever TF_CPP_MIN_LOG_LEVEL says. This sends descriptor
+    2 to a temporary file during the import, restores it, and writes back to
+    `sys.stderr` every captured line except those start-up lines (warnings and
+    errors stay visible). With TF_CPP_MIN_LOG_LEVEL=0 nothing is filtered.
+    Does nothing once TensorFlow is imported.
+    """
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    try:
+        keep_all = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")) < 1
+    except ValueError:
+        keep_all = False
+    with tempfile.TemporaryFile() as captured:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # No descriptor 2: nothing to keep quiet.
+            saved = None
+        if saved is not None:
+            os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (imports TensorFlow on its backend)
+
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:  # JAX backend without TensorFlow.
+                pass
+        finally:
+            if saved is not None:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                text = captured.read().decode("utf-8", errors="replace")
+                for line in text.splitlines(keepends=True):
+                    if keep_all or not _TF_STARTUP_LINE.match(line):
+                        sys.stderr.write(line)
+                sys.stderr.flush()
+
+
 def _user_errors():
     """Exceptions that mean "bad input", reported in one line."""
     errors = [UsageError, ValueError, OSError]
@@ -695,12 +840,28 @@ def _user_errors():
     return tuple(errors)
 
 
+def _run_failures():
+    """Exceptions that mean "the run failed" (exit status 1), in one line."""
+    training = sys.modules.get("pixel_keras.training")
+    return (training.TrainingDivergedError,) if training is not None else ()
+
+
+def _error_line(error):
+    """`pixel-keras: error: MESSAGE` on one line."""
+    message = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename:
+        if str(error.filename) not in message:
+            message = f"{message}: {error.filename}"
+    return f"{PROG}: error: {' '.join(message.split())}"
+
+
 def main(argv=None):
     """Runs `pixel-keras` with `argv` (default: `sys.argv[1:]`).
 
     Returns:
         The exit status: 0 on success, 2 for bad arguments or inputs,
-        130 when interrupted.
+        1 when training diverged (NaN or infinite loss), 130 when
+        interrupted.
     """
     parser = build_parser()
     try:
@@ -709,16 +870,23 @@ def main(argv=None):
         return e.code
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        # Argument checks first: an argument error imports no TensorFlow.
+        if getattr(args, "precheck", None) is not None:
+            args.precheck(args)
+        if args.command not in _COMMANDS_WITHOUT_TENSORFLOW:
+            import_tensorflow_quietly()
         return args.handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except _user_errors() as e:
-        message = str(e) or type(e).__name__
-        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-            message = f"{message}: {e.filename}"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(_error_line(e), file=sys.stderr)
         return 2
+    except _run_failures() as e:
+        if sys.stdout.isatty():  # End the progress bar's line.
+            print(flush=True)
+        print(_error_line(e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -439,9 +439,7 @@ def _match_split(
     for bound in (match["start"], match["stop"]):
         if bound is not None and bound.endswith("%"):
             if not -100 <= int(bound[:-1]) <= 100:
-                raise _split_error(
-                    split, names, "percentages must be in [-100%, 100%]"
-                )
+                raise _split_error(split, names, "percentages must be in [-100%, 100%]")
     return name, match["start"], match["stop"]
 
 

@@ -31,9 +31,15 @@ gives exactly `sample(seed=s, temperature=T)`, and exactly
 `model.sample(len(s), seed=s, temperature=T)` in Python: a stateless server
 can stream a sample one sub-pixel at a time (`pixel_keras.serving`).
 
-Bad requests fail with InvalidArgument instead of returning garbage: the
-signatures fix dtypes and ranks, and in-graph assertions check `position`,
-`class_label`, `temperature` and matching batch sizes.
+Bad requests fail with InvalidArgument instead of returning garbage, with a
+message saying what must hold and what was received. The signatures fix the
+dtypes; in-graph `Assert` ops (which TF Serving's C++ loader runs too: it
+does not check fed shapes against the signature) check first the full shape
+of every input (every dimension; `temperature` and `position` scalars; the
+batch size N >= 1 and equal in all inputs), then the values: images in
+[0, K-1], `known` all 0 (draw) or 1 (keep), `temperature` finite and > 0,
+`position` in [0, H*W*C-1], `class_label` in [0, num_classes-1]. Nothing is
+computed from an input before its checks pass.
 
 NOTE: the graph holds only standard TensorFlow ops (no py_function, no custom
 ops, no XLA-only ops such as `XlaDynamicUpdateSlice`), so TF Serving's C++
@@ -42,7 +48,6 @@ loader runs it as is.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -146,56 +151,183 @@ def build_signatures(model) -> dict:
     condition_specs = _condition_specs(model, tf)
     condition_names = tuple(condition_specs)
 
-    def check_conditions(batch, conditions):
-        """Asserts batch sizes and class labels; returns control deps."""
-        checks = []
-        for name, value in conditions.items():
+    def require(ok, what, *received):
+        """An in-graph check: InvalidArgument "<what> Received: ..." unless `ok`.
+
+        A standard `Assert` op, so it runs wherever the graph does (TF
+        Serving's C++ loader included), unlike Python-side shape checks.
+        """
+        return tf.debugging.Assert(ok, [f"{what} Received:", *received], summarize=64)
+
+    # The shape every input must have; "N" is the batch size, taken from the
+    # signature's first input (`images`, or `seed` for `sample`).
+    expected_dims = {
+        "images": ("N", height, width, channels),
+        "known": ("N", height, width, channels),
+        "seed": ("N",),
+        "temperature": (),
+        "position": (),
+        **{
+            name: ("N", *(int(d) for d in spec.shape[1:]))
+            for name, spec in condition_specs.items()
+        },
+    }
+
+    def runtime_shape(value):
+        # Always the op: `tf.shape` returns a constant when the static shape
+        # is fully known, i.e. the declared shape, not the fed tensor's.
+        return tf.raw_ops.Shape(input=value, out_type=tf.int32)
+
+    def check_shape(name, value, batch, batch_name, batch_shape):
+        dims = expected_dims[name]
+        shape = runtime_shape(value)
+        if dims:
+            expected = tf.stack(
+                [batch if d == "N" else tf.constant(d, tf.int32) for d in dims]
+            )
+        else:
+            expected = tf.zeros((0,), tf.int32)
+        # The shape padded with -1 (never a dimension): its first len(dims)
+        # entries must be `expected` and the next one -1 (the rank is right).
+        # (No Size/Rank op: grappler folds those wherever a rank is declared.)
+        padded = tf.concat([shape, -tf.ones((len(dims) + 1,), tf.int32)], 0)
+        ok = tf.logical_and(
+            tf.reduce_all(tf.equal(padded[: len(dims)], expected)),
+            tf.equal(padded[len(dims)], -1),
+        )
+        if not dims:
+            what = f"`{name}` must be a scalar (shape [])."
+            return require(ok, what, f"{name}.shape=", shape)
+        what = f"`{name}` must have shape [{', '.join(str(d) for d in dims)}]"
+        received = [f"{name}.shape=", shape]
+        if name != batch_name:
+            what += f", one entry per image (N = the batch size of `{batch_name}`)"
+            received += [f"{batch_name}.shape=", batch_shape]
+        return require(ok, what + ".", *received)
+
+    def value_checks(inputs, batch, batch_name, batch_shape):
+        unit = "image" if batch_name == "images" else "seed"
+        checks = [
+            require(
+                batch >= 1,
+                f"`{batch_name}` must hold at least one {unit} (N >= 1).",
+                f"{batch_name}.shape=",
+                batch_shape,
+            )
+        ]
+        images = inputs.get("images")
+        if images is not None and not (num_levels >= 256 and images.dtype == tf.uint8):
+            values = tf.cast(images, tf.int32)
             checks.append(
-                tf.debugging.assert_equal(
-                    tf.shape(value)[0],
-                    batch,
-                    message=f"`{name}` must have one entry per image (batch size)",
+                require(
+                    tf.logical_and(
+                        tf.reduce_all(values >= 0), tf.reduce_all(values < num_levels)
+                    ),
+                    f"`images` values must lie in [0, {num_levels - 1}] "
+                    f"(num_levels={num_levels}).",
+                    "images values in [min, max] =",
+                    tf.reduce_min(values),
+                    tf.reduce_max(values),
                 )
             )
-        label = conditions.get("class_label")
+        known = inputs.get("known")
+        if known is not None:
+            checks.append(
+                require(
+                    tf.reduce_all(known <= 1),
+                    "`known` must hold only 0 (draw) and 1 (keep).",
+                    "known values in [min, max] =",
+                    tf.reduce_min(known),
+                    tf.reduce_max(known),
+                )
+            )
+        temperature = inputs.get("temperature")
+        if temperature is not None:
+            checks.append(
+                require(
+                    tf.logical_and(
+                        tf.reduce_all(tf.math.is_finite(temperature)),
+                        tf.reduce_all(temperature >= sampling.MIN_TEMPERATURE),
+                    ),
+                    sampling.TEMPERATURE_RULE,
+                    "temperature=",
+                    temperature,
+                )
+            )
+        position = inputs.get("position")
+        if position is not None:
+            checks.append(
+                require(
+                    tf.logical_and(
+                        tf.reduce_all(position >= 0),
+                        tf.reduce_all(position < num_steps),
+                    ),
+                    f"`position` must lie in [0, {num_steps - 1}]: the flat "
+                    "sub-pixel index (raster order, channel fastest) of an image "
+                    f"with H*W*C = {num_steps} sub-pixels.",
+                    "position=",
+                    position,
+                )
+            )
+        label = inputs.get("class_label")
         if label is not None and num_classes:
             checks.append(
-                tf.debugging.assert_non_negative(
-                    label, message="`class_label` values must be >= 0"
-                )
-            )
-            checks.append(
-                tf.debugging.assert_less(
-                    label,
-                    tf.constant(num_classes, tf.int32),
-                    message=f"`class_label` values must be < num_classes={num_classes}",
+                require(
+                    tf.logical_and(
+                        tf.reduce_all(label >= 0), tf.reduce_all(label < num_classes)
+                    ),
+                    f"`class_label` values must lie in [0, {num_classes - 1}] "
+                    f"(num_classes={num_classes}).",
+                    "class_label values in [min, max] =",
+                    tf.reduce_min(label),
+                    tf.reduce_max(label),
                 )
             )
         return checks
 
-    def check_images(images, name="images"):
-        if num_levels >= 256 and images.dtype == tf.uint8:
-            return []
-        return [
-            tf.debugging.assert_non_negative(
-                tf.cast(images, tf.int32), message=f"`{name}` values must be >= 0"
-            ),
-            tf.debugging.assert_less(
-                tf.cast(images, tf.int32),
-                tf.constant(num_levels, tf.int32),
-                message=f"`{name}` values must be < num_levels={num_levels}",
-            ),
+    def run_checks(batch_name, inputs):
+        """The checks of `checked`, on tensors of unknown static shape."""
+        batch_shape = runtime_shape(inputs[batch_name])
+        batch = tf.concat([batch_shape, [-1]], 0)[0]  # -1 for a scalar
+        shapes = [
+            check_shape(name, value, batch, batch_name, batch_shape)
+            for name, value in inputs.items()
         ]
+        with tf.control_dependencies(shapes):
+            values = value_checks(inputs, batch, batch_name, batch_shape)
+        with tf.control_dependencies(shapes + values):
+            return {name: tf.identity(value) for name, value in inputs.items()}
 
-    def check_sampling(seed, temperature):
-        return [
-            tf.debugging.assert_positive(
-                temperature, message="`temperature` must be > 0"
-            ),
-            tf.debugging.assert_positive(
-                tf.size(seed), message="`seed` must hold one int64 per sample (N >= 1)"
-            ),
-        ]
+    def checked(batch_name, inputs):
+        """Checks every input, then returns them behind the checks.
+
+        First the full shape of each input (every dimension, the batch size
+        of all of them equal to `batch_name`'s), then, once the shapes hold,
+        the values (ranges, N >= 1, a finite temperature > 0). The returned
+        tensors depend on all checks, so nothing is computed from an input
+        that fails them.
+
+        The checks run in a separate, never inlined function whose inputs
+        have no static shape. Inlined into the signature, grappler would
+        fold them with the signature's shapes (which the runtime does not
+        enforce on fed tensors): e.g. "`temperature` is a scalar" to true
+        when tf.saved_model.load runs the signature.
+        """
+
+        def check_inputs(values):
+            return run_checks(batch_name, values)
+
+        checker = tf.function(
+            check_inputs,
+            input_signature=[
+                {n: tf.TensorSpec(None, v.dtype, name=n) for n, v in inputs.items()}
+            ],
+            experimental_attributes={"_noinline": True},
+        )
+        out = checker(inputs)
+        for name, value in out.items():
+            value.set_shape([None if d == "N" else d for d in expected_dims[name]])
+        return out
 
     def to_seeds(seed):
         # Same as sampling.per_sample_seeds for explicit seeds: value mod 2**32.
@@ -208,12 +340,9 @@ def build_signatures(model) -> dict:
         return tf.cast(canvas, image_dtype)
 
     def log_prob(images, **conditions):
-        batch = tf.shape(images)[0]
-        with tf.control_dependencies(
-            check_images(images) + check_conditions(batch, conditions)
-        ):
-            values = tf.cast(images, tf.int32)
-        logits = model(model._model_inputs(values, conditions), training=False)
+        inputs = checked("images", {"images": images, **conditions})
+        values = tf.cast(inputs.pop("images"), tf.int32)
+        logits = model(model._model_inputs(values, inputs), training=False)
         nats = distributions.log_prob(logits, values)
         bits = -nats / (num_steps * math.log(2.0))
         return {
@@ -222,20 +351,20 @@ def build_signatures(model) -> dict:
         }
 
     def run_sampler(canvas, given, known, seed, temperature, conditions):
-        batch = tf.shape(seed)[0]
-        with tf.control_dependencies(
-            check_sampling(seed, temperature) + check_conditions(batch, conditions)
-        ):
-            seeds = to_seeds(seed)
+        """Runs the cached sampler over all sub-pixels (inputs checked)."""
         # The cached sampler (O(1) work per sub-pixel), writing its caches
         # with standard ops so that the graph has no XLA-only ops.
         sampler = cached_sampling.new_sampler(model, slice_update=_slice_update)
-        with tf.name_scope("cached_sampler"):
+        # Every op of the loop, its constant initial caches included, waits
+        # for the checks (`seed` passed them): a loop already running when a
+        # check fails would be cancelled, and the request could then report
+        # that cancellation instead of the check's message.
+        with tf.control_dependencies([seed]), tf.name_scope("cached_sampler"):
             state = sampler.steps(
                 sampler.initial_state(canvas, conditions),
                 tf.constant(0, tf.int32),
                 tf.constant(num_steps, tf.int32),
-                seeds,
+                to_seeds(seed),
                 temperature,
                 given,
                 known,
@@ -244,63 +373,54 @@ def build_signatures(model) -> dict:
         return {"images": tf.identity(to_images(canvas), name="images")}
 
     def sample(seed, temperature, **conditions):
+        inputs = checked(
+            "seed", {"seed": seed, "temperature": temperature, **conditions}
+        )
+        seed, temperature = inputs.pop("seed"), inputs.pop("temperature")
         batch = tf.shape(seed)[0]
         canvas = tf.zeros((batch, height, width, channels), tf.int32)
         given = tf.zeros((batch, num_steps), tf.int32)
         known = tf.zeros((batch, num_steps), tf.bool)
-        return run_sampler(canvas, given, known, seed, temperature, conditions)
+        return run_sampler(canvas, given, known, seed, temperature, inputs)
 
     def complete(images, known, seed, temperature, **conditions):
+        inputs = checked(
+            "images",
+            {
+                "images": images,
+                "known": known,
+                "seed": seed,
+                "temperature": temperature,
+                **conditions,
+            },
+        )
+        images, known = inputs.pop("images"), inputs.pop("known")
+        seed, temperature = inputs.pop("seed"), inputs.pop("temperature")
         batch = tf.shape(images)[0]
-        with tf.control_dependencies(
-            check_images(images)
-            + [
-                tf.debugging.assert_equal(
-                    tf.shape(seed)[0],
-                    batch,
-                    message="`seed` must have one entry per image (batch size)",
-                ),
-                tf.debugging.assert_equal(
-                    tf.shape(known)[0],
-                    batch,
-                    message="`known` must have the shape of `images`",
-                ),
-            ]
-        ):
-            given = tf.reshape(tf.cast(images, tf.int32), (batch, num_steps))
-        mask = tf.reshape(tf.not_equal(known, 0), (batch, num_steps))
+        given = tf.reshape(tf.cast(images, tf.int32), (batch, num_steps))
+        mask = tf.reshape(tf.equal(known, 1), (batch, num_steps))
         canvas = tf.reshape(
             tf.where(mask, given, tf.zeros_like(given)),
             (batch, height, width, channels),
         )
-        return run_sampler(canvas, given, mask, seed, temperature, conditions)
+        return run_sampler(canvas, given, mask, seed, temperature, inputs)
 
     def sample_step(images, position, seed, temperature, **conditions):
-        batch = tf.shape(images)[0]
-        with tf.control_dependencies(
-            check_images(images)
-            + check_sampling(seed, temperature)
-            + check_conditions(batch, conditions)
-            + [
-                tf.debugging.assert_equal(
-                    tf.shape(seed)[0],
-                    batch,
-                    message="`seed` must have one entry per image (batch size)",
-                ),
-                tf.debugging.assert_non_negative(
-                    position, message="`position` must be >= 0"
-                ),
-                tf.debugging.assert_less(
-                    position,
-                    tf.constant(num_steps, tf.int32),
-                    message=f"`position` must be < H*W*C = {num_steps} "
-                    "(flat sub-pixel index, raster order, channel fastest)",
-                ),
-            ]
-        ):
-            canvas = tf.cast(images, tf.int32)
-            seeds = to_seeds(seed)
-        logits = logits_fn(conditions)(canvas)
+        inputs = checked(
+            "images",
+            {
+                "images": images,
+                "position": position,
+                "seed": seed,
+                "temperature": temperature,
+                **conditions,
+            },
+        )
+        canvas = tf.cast(inputs.pop("images"), tf.int32)
+        position, temperature = inputs.pop("position"), inputs.pop("temperature")
+        seeds = to_seeds(inputs.pop("seed"))
+        batch = tf.shape(canvas)[0]
+        logits = logits_fn(inputs)(canvas)
         logits = tf.reshape(logits, (batch, num_steps, -1))
         step_logits = tf.gather(logits, position, axis=1)  # [N, K]
         value = sampling.draw(step_logits, seeds, position, temperature)  # [N]
@@ -435,41 +555,7 @@ def export_saved_model(
     return target
 
 
-# ---- command line (wired into `pixel-keras export` by cli.py) -------------
-def add_export_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds the `export` command to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "export",
-        help="export a preset or checkpoint as a TF Serving SavedModel",
-        description="Export a zoo preset (or preset directory) or a training "
-        "checkpoint as a SavedModel with the signatures serving_default "
-        "(log-likelihood), sample, sample_step and complete, into TF Serving's "
-        "layout OUT/<version>/. See export/README.md for serving it.",
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--preset", help="zoo preset name or preset directory")
-    source.add_argument(
-        "--checkpoint", help="training run directory (latest checkpoint) or .keras file"
-    )
-    p.add_argument(
-        "--out", required=True, metavar="BASE_DIR", help="the model's base path"
-    )
-    p.add_argument(
-        "--version", type=int, default=None, help="version number (default: next free)"
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing version"
-    )
-    p.add_argument(
-        "--weights",
-        default="auto",
-        help="with --preset: 'auto' (bundled/downloaded if any), 'none' (random "
-        "init, for testing the serving setup) or a weights file (default: auto)",
-    )
-    p.set_defaults(handler=export_main)
-    return p
-
-
+# ---- command line (`pixel-keras export`; the parser is in cli.py) ----------
 def export_main(args) -> int:
     """Runs `pixel-keras export`; returns the exit status."""
     if args.checkpoint:

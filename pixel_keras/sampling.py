@@ -19,7 +19,6 @@ batch size, and a stateless server can draw step t alone (`sample_step`).
 
 import math
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -40,36 +39,82 @@ def _mix32(x):
     return x
 
 
+def is_int(value):
+    """True for Python and NumPy ints; bools are not ints here."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def per_sample_seeds(num_samples, seed=None):
     """Returns `num_samples` uint32 seeds (NumPy) from `seed`.
 
     Args:
-        num_samples: int, number of samples.
+        num_samples: int >= 1, number of samples.
         seed: None (fresh random seeds), an int (seed n is derived from it and
             n, so the first k samples of a batch do not depend on its size),
-            or a sequence of `num_samples` ints used as they are.
+            or a sequence of `num_samples` ints used as they are (each taken
+            mod 2**32). Bools are not ints here.
+
+    Raises:
+        ValueError: what must hold and what was received.
     """
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+    if not is_int(num_samples) or num_samples < 1:
         raise ValueError(
-            "`num_samples` must be a positive int. "
+            "`num_samples` must be a positive int (the number of images). "
             f"Received: num_samples={num_samples!r}"
         )
     if seed is None:
         return np.random.default_rng().integers(0, 2**32, size=num_samples).astype(
             "uint32"
         )
-    if isinstance(seed, (int, np.integer)):
+    if is_int(seed):
         base = np.uint64(int(seed) % 2**32)
         n = np.arange(num_samples, dtype="uint64")
         mixed = (base * np.uint64(2654435761) + n * np.uint64(_GOLDEN)) % 2**32
         return mixed.astype("uint32")
-    seeds = np.asarray(seed)
+    try:
+        seeds = np.asarray(seed)
+    except ValueError:  # ragged nesting
+        seeds = np.asarray(None)
     if seeds.shape != (num_samples,) or not np.issubdtype(seeds.dtype, np.integer):
+        received = f"{seed!r:.100}"
+        if seeds.ndim:
+            received += f" (shape {seeds.shape}, dtype {seeds.dtype})"
         raise ValueError(
-            "`seed` must be None, an int, or one int per sample "
-            f"({num_samples}). Received: seed={seed!r}"
+            "`seed` must be None, an int, or a sequence of one int per sample "
+            f"(num_samples={num_samples}). Received: seed={received}"
         )
     return (seeds.astype("int64") % 2**32).astype("uint32")
+
+
+# Temperatures float32 can divide logits by (`draw` runs in float32): the
+# smallest normal float32 and the largest finite one. The exported signatures
+# check the same range in the graph.
+MIN_TEMPERATURE = float(np.finfo(np.float32).tiny)
+MAX_TEMPERATURE = float(np.finfo(np.float32).max)
+TEMPERATURE_RULE = (
+    "`temperature` must be a finite number > 0 (at least "
+    f"{MIN_TEMPERATURE:.4g} and at most {MAX_TEMPERATURE:.4g}, the float32 "
+    "range the logits are divided in)."
+)
+
+
+def check_temperature(temperature):
+    """Returns `temperature` as a float after checking it.
+
+    Raises:
+        ValueError: unless it is a finite number > 0 (a real number, not a
+            bool, in `[MIN_TEMPERATURE, MAX_TEMPERATURE]`).
+    """
+    valid = isinstance(temperature, (int, float, np.integer, np.floating)) and (
+        not isinstance(temperature, bool)
+    )
+    try:
+        valid = valid and MIN_TEMPERATURE <= float(temperature) <= MAX_TEMPERATURE
+    except OverflowError:  # an int beyond float's range
+        valid = False
+    if not valid:
+        raise ValueError(f"{TEMPERATURE_RULE} Received: temperature={temperature!r}")
+    return float(temperature)
 
 
 def gumbel_noise(seeds, step, num_levels):

@@ -78,8 +78,10 @@ def _check_client_args(model_name, version, timeout):
 
 
 def _request_name(signature_name):
-    return "the model metadata" if signature_name is None else (
-        f"signature {signature_name!r}"
+    return (
+        "the model metadata"
+        if signature_name is None
+        else (f"signature {signature_name!r}")
     )
 
 

@@ -43,6 +43,18 @@ either the previous state or the new one, never a half-written checkpoint.
 Stray temporary files from a killed save are removed at the next start, and
 older checkpoints are deleted only after the new state is committed.
 
+`state.json` is written when a run starts, committing epoch 0 (no
+checkpoint), so that every checkpoint in the directory is accounted for: a
+kill between a checkpoint's rename and its commit leaves only the committed
+epoch + 1, which the next start deletes and trains again.
+`config.json` and `state.json` carry `"tool": "pixel-keras"`: `overwrite`
+deletes only a directory recognised by them (`is_run_dir`), and in it only
+the files listed above. `resume` refuses a directory whose checkpoints its
+`state.json` does not account for. A `TrainingGuard` stops a run whose loss
+becomes NaN or infinite (`TrainingDivergedError`) or whose epoch had no
+steps, before that epoch is committed. A run directory is locked (`flock`)
+while a run writes to it.
+
 The batch size is global: a strategy with R replicas gives each replica
 `batch_size / R` images per step.
 
@@ -64,6 +76,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -76,6 +89,7 @@ from pixel_keras.images import save_image_grid
 # Model name -> class (pixel_keras.models.registry). Every class takes
 # `image_shape` and `num_levels` plus its own keyword arguments, and is
 # registered with Keras serialization.
+from pixel_keras.models.base import check_batch_size
 from pixel_keras.models.registry import MODELS
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -87,6 +101,27 @@ SAMPLES_DIR = "samples"
 LOGS_DIR = "logs"
 _TMP_TAG = ".tmp-"
 _STATE_FORMAT = 1
+# Written into config.json and state.json: `--overwrite` deletes only
+# directories that carry it (or the keys of runs written before it existed).
+TOOL = "pixel-keras"
+_LEGACY_CONFIG_KEYS = ("model", "model_config", "dataset", "num_levels", "train_split")
+_LEGACY_STATE_KEYS = ("format", "epoch", "checkpoint", "size", "sha256")
+_CHECKPOINT_NAME = re.compile(r"epoch_(\d{3,})\.keras")
+_SAMPLE_NAME = re.compile(r"epoch_\d{3,}\.png")
+# `_tmp_path` names: `.NAME.tmp-PID-RANDOM[.keras]`, for the files `train`
+# writes; `images.save_image_grid` writes `PATH.tmp-PID.png` and renames it.
+_TMP_NAME = re.compile(r"\.(config\.json|state\.json|epoch_\d{3,}\.keras)\.tmp-\d+-.+")
+_SAMPLE_TMP_NAME = re.compile(r"epoch_\d{3,}\.png\.tmp-\d+\.png")
+_LOG_RUNS = ("train", "validation")  # the TensorBoard callbacks' subdirectories
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss (or a logged metric) became NaN or infinite.
+
+    `train` stops at once and commits nothing for the epoch: the run
+    directory keeps its last committed checkpoint (`pixel-keras train` exits
+    with status 1).
+    """
 
 
 # ---------------------------------------------------------------------------
@@ -463,6 +498,25 @@ def _all_workers_agree(strategy, flag):
 # ---------------------------------------------------------------------------
 
 
+def check_data_fits_model(model, info, dataset):
+    """Raises ValueError unless data set `info` has the model's images and levels.
+
+    Args:
+        model: a model with `image_shape` and `num_levels`.
+        info: the data set's `pixel_keras.data.get_info(...)`.
+        dataset: its name, for the message.
+    """
+    if tuple(model.image_shape) != tuple(info.image_shape) or (
+        model.num_levels != info.num_levels
+    ):
+        raise ValueError(
+            f"The model expects images {tuple(model.image_shape)} with "
+            f"{model.num_levels} levels; {dataset!r} has "
+            f"{tuple(info.image_shape)} with {info.num_levels}. Received: "
+            f"dataset={dataset!r}"
+        )
+
+
 def make_dataset(
     dataset,
     split,
@@ -500,10 +554,7 @@ def make_dataset(
 
     from pixel_keras import data
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
-        )
+    check_batch_size(batch_size)
     ds = data.load(dataset, split, data_dir=data_dir)
     if class_labels and "labels" not in ds.element_spec:
         raise ValueError(
@@ -624,6 +675,13 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _is_temp_file(directory, name):
+    """Whether `name` is a temporary file `train` writes (see `_tmp_path`)."""
+    if os.path.basename(directory) == SAMPLES_DIR:
+        return bool(_SAMPLE_TMP_NAME.fullmatch(name))
+    return bool(_TMP_NAME.fullmatch(name))
+
+
 def remove_stray_temp_files(run_dir):
     """Deletes temporary files a killed save left in a run directory.
 
@@ -631,12 +689,16 @@ def remove_stray_temp_files(run_dir):
         The removed paths.
     """
     removed = []
-    for directory in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+    for directory in (
+        run_dir,
+        os.path.join(run_dir, CHECKPOINT_DIR),
+        os.path.join(run_dir, SAMPLES_DIR),
+    ):
         if not os.path.isdir(directory):
             continue
         for name in os.listdir(directory):
             path = os.path.join(directory, name)
-            if name.startswith(".") and _TMP_TAG in name and os.path.isfile(path):
+            if _is_temp_file(directory, name) and os.path.isfile(path):
                 _remove_quietly(path)
                 removed.append(path)
     return removed
@@ -644,6 +706,9 @@ def remove_stray_temp_files(run_dir):
 
 def read_state(run_dir):
     """The committed state of a run, or None if it has no checkpoint yet.
+
+    None when there is no `state.json`, or when it commits epoch 0 (no
+    checkpoint: what `train` writes when it starts a run).
 
     Raises:
         ValueError: if `state.json` is unreadable or its checkpoint does not
@@ -656,8 +721,10 @@ def read_state(run_dir):
     try:
         with open(state_path, encoding="utf-8") as f:
             state = json.load(f)
-        checkpoint = os.path.join(run_dir, state["checkpoint"])
         epoch = int(state["epoch"])
+        if epoch == 0 and state["checkpoint"] is None:
+            return None
+        checkpoint = os.path.join(run_dir, state["checkpoint"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"Unreadable run state {state_path}: {e!r}") from e
     if not os.path.isfile(checkpoint):
@@ -676,6 +743,25 @@ def read_state(run_dir):
     return state
 
 
+def _write_initial_state(run_dir):
+    """Commits epoch 0 (no checkpoint) in `state.json`, when a run starts.
+
+    From then on every checkpoint in the directory is accounted for: one
+    newer than the committed epoch + 1, or any checkpoint without a
+    `state.json`, was not written by this run (or its state was lost).
+    """
+    state = {
+        "tool": TOOL,
+        "format": _STATE_FORMAT,
+        "epoch": 0,
+        "checkpoint": None,
+        "history": [],
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(os.path.join(run_dir, STATE_FILE), state)
+    return state
+
+
 def save_checkpoint(model, run_dir, epoch, history=(), extra=None, keep=1):
     """Saves `model` as checkpoint `epoch` and commits it in `state.json`.
 
@@ -688,6 +774,7 @@ def save_checkpoint(model, run_dir, epoch, history=(), extra=None, keep=1):
     relative = os.path.join(CHECKPOINT_DIR, f"epoch_{epoch:03d}.keras")
     path = save_model_atomic(model, os.path.join(run_dir, relative))
     state = {
+        "tool": TOOL,
         "format": _STATE_FORMAT,
         "epoch": epoch,
         "checkpoint": relative,
@@ -698,16 +785,27 @@ def save_checkpoint(model, run_dir, epoch, history=(), extra=None, keep=1):
         **(extra or {}),
     }
     write_json_atomic(os.path.join(run_dir, STATE_FILE), state)
-    checkpoints = sorted(
-        name
-        for name in os.listdir(os.path.join(run_dir, CHECKPOINT_DIR))
-        if name.startswith("epoch_") and name.endswith(".keras")
-    )
+    checkpoints = [
+        name for e, name in sorted(checkpoint_files(run_dir).items()) if e <= epoch
+    ]
     keep_names = set(checkpoints[-max(1, keep) :]) | {os.path.basename(relative)}
     for name in checkpoints:
         if name not in keep_names:
             _remove_quietly(os.path.join(run_dir, CHECKPOINT_DIR, name))
     return state
+
+
+def checkpoint_files(run_dir):
+    """`{epoch: file name}` of the `epoch_XXX.keras` files in `run_dir/checkpoints`."""
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return {}
+    found = {}
+    for name in os.listdir(directory):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and os.path.isfile(os.path.join(directory, name)):
+            found[int(match.group(1))] = name
+    return found
 
 
 def load_checkpoint(path, compile=False):
@@ -721,7 +819,8 @@ def load_checkpoint(path, compile=False):
         state = read_state(path)
         if state is None:
             raise FileNotFoundError(
-                f"No checkpoint in {path} (no {STATE_FILE}); train first."
+                f"No checkpoint in {path} (no {STATE_FILE} committing one); "
+                "train first."
             )
         path = state["checkpoint_path"]
     elif not os.path.exists(path):
@@ -730,26 +829,105 @@ def load_checkpoint(path, compile=False):
         raise ValueError(
             f"A checkpoint must be a run directory or a `.keras` file. Received: {path}"
         )
-    import pixel_keras  # noqa: F401  (registers the model classes)
+    import zipfile
 
+    import pixel_keras.models  # noqa: F401  (registers the model classes)
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Checkpoint {path} is corrupt or unreadable: a `.keras` file must "
+            "be a zip archive written by `model.save`, and this one is not."
+        )
     try:
         return keras.saving.load_model(path, compile=compile)
-    except (OSError, EOFError) as e:
-        raise ValueError(f"Could not load checkpoint {path}: {e}") from e
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"Checkpoint {path} is corrupt or unreadable: {e}") from e
 
 
 def read_config(run_dir):
-    """The `config.json` of a run directory, or None."""
+    """The `config.json` of a run directory, or None if there is none.
+
+    Raises:
+        ValueError: if it is not valid JSON (the message names the file).
+    """
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"Unreadable run config {path}: {e}") from e
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"Unreadable run config {path}: expected a JSON object. "
+            f"Received: {type(config).__name__}"
+        )
+    return config
 
 
 # ---------------------------------------------------------------------------
 # Per-epoch work
 # ---------------------------------------------------------------------------
+
+
+class TrainingGuard(keras.callbacks.Callback):
+    """Stops a run whose loss is NaN or infinite, or whose epoch had no steps.
+
+    Checks the loss after every training step and every logged value at
+    the end of every epoch, before `RunMonitor` (which comes after it in the
+    callback list) commits the epoch. A non-finite value raises
+    `TrainingDivergedError` naming the epoch and step; an epoch without
+    training steps (an empty training split) raises `ValueError`. Either
+    way the epoch is never committed: the run keeps its last good
+    checkpoint.
+
+    Args:
+        dataset, train_split: the training data, for the messages.
+    """
+
+    def __init__(self, dataset=None, train_split=None):
+        super().__init__()
+        self.dataset = dataset
+        self.train_split = train_split
+        self._epoch = 0
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._steps = epoch + 1, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1
+        if logs and "loss" in logs:
+            self._check("loss", logs["loss"], f"step {self._steps}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._steps == 0:
+            raise ValueError(
+                f"Epoch {self._epoch} ran no training steps: the training split "
+                f"{self.train_split!r} of {self.dataset!r} is empty. Nothing was "
+                "committed for it. Received: "
+                f"train_split={self.train_split!r}"
+            )
+        for key, value in (logs or {}).items():
+            self._check(key, value, f"the end of the epoch (after {self._steps} steps)")
+
+    def _check(self, key, value, when):
+        value = float(value)
+        if math.isfinite(value):
+            return
+        self.model.stop_training = True
+        last = self._epoch - 1
+        kept = (
+            f"the run keeps its last committed checkpoint, epoch {last}"
+            if last
+            else "the run has no committed checkpoint yet"
+        )
+        raise TrainingDivergedError(
+            f"Training diverged: `{key}` is {value} at epoch {self._epoch}, "
+            f"{when}. Stopped without committing epoch {self._epoch}; {kept}. "
+            f"Lower the learning rate and resume. Received: {key}={value}"
+        )
 
 
 class RunMonitor(keras.callbacks.Callback):
@@ -944,33 +1122,184 @@ def _resolve_model_arg(model, model_config, default="pixelcnn"):
     return name, model_config
 
 
-def _prepare_run_dir(out_dir, resume, overwrite):
-    """Checks/cleans `out_dir`; returns the committed state or None."""
-    if resume and overwrite:
-        raise ValueError("Pass at most one of `resume` and `overwrite`.")
+def _written_by_pixel_keras(path, legacy_keys):
+    """Whether the file `path` is a config/state `train` wrote: True, False, or
+    None when it is not valid JSON (corrupt: whose, it cannot tell)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    except OSError:
+        return False
+    return isinstance(obj, dict) and (
+        obj.get("tool") == TOOL or all(key in obj for key in legacy_keys)
+    )
+
+
+def _run_dir_entries(out_dir):
+    """The names `train` writes that exist in `out_dir`."""
+    names = (CONFIG_FILE, STATE_FILE, CHECKPOINT_DIR, SAMPLES_DIR, LOGS_DIR)
+    return [name for name in names if os.path.lexists(os.path.join(out_dir, name))]
+
+
+def is_run_dir(run_dir):
+    """Whether `run_dir` is a run directory that `train` wrote.
+
+    True when it holds a `config.json` or a `state.json` written by `train`
+    (marked `"tool": "pixel-keras"`, or with the keys of older versions), and
+    neither file is someone else's (the other may be corrupt: reading it
+    then reports that).
+    """
+    found = False
+    for name, keys in (
+        (CONFIG_FILE, _LEGACY_CONFIG_KEYS),
+        (STATE_FILE, _LEGACY_STATE_KEYS),
+    ):
+        path = os.path.join(run_dir, name)
+        if os.path.lexists(path):
+            ours = _written_by_pixel_keras(path, keys)
+            if ours is False:
+                return False
+            found = found or ours
+    return found
+
+
+def _lock_run_dir(out_dir):
+    """Creates `out_dir` and takes an exclusive lock on it for this process.
+
+    Returns:
+        The locked descriptor for `_unlock_run_dir`, or None where the
+        platform or file system has no `flock`.
+
+    Raises:
+        FileExistsError: `out_dir` is a file, or another process holds the
+            lock (a training run is writing to it).
+    """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise FileExistsError(f"`out_dir` exists and is not a directory: {out_dir}")
     os.makedirs(out_dir, exist_ok=True)
-    remove_stray_temp_files(out_dir)
-    has_run = any(
-        os.path.exists(os.path.join(out_dir, name))
-        for name in (STATE_FILE, CONFIG_FILE, CHECKPOINT_DIR)
-    )
-    if not has_run:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks.
         return None
-    if overwrite:
-        for name in (STATE_FILE, CONFIG_FILE):
-            _remove_quietly(os.path.join(out_dir, name))
-        for name in (CHECKPOINT_DIR, SAMPLES_DIR, LOGS_DIR):
-            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-        return None
-    if not resume:
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         raise FileExistsError(
-            f"{out_dir} already holds a training run. Pass resume=True "
-            "(--resume) to continue it or overwrite=True (--overwrite) to "
-            "start over and delete it."
+            f"{out_dir} is in use by another training process; nothing was "
+            "changed. Wait for it to finish or choose another `out_dir` (--out)."
+        ) from None
+    except OSError:  # A file system without locks.
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock_run_dir(fd):
+    if fd is not None:
+        os.close(fd)  # Releases the flock.
+
+
+def _check_run_dir(out_dir, resume, overwrite):
+    """Checks `out_dir` before training, changing nothing in it.
+
+    Returns:
+        `(state, clear)`: the committed state to resume from (or None to
+        start from epoch 0), and whether `_clear_run_dir` must first delete
+        what `train` wrote there (`overwrite`, or a previous start that
+        committed no checkpoint).
+
+    Raises:
+        FileExistsError: `out_dir` holds files `train` did not write where it
+            would write; holds checkpoints its `state.json` does not account
+            for; or holds a committed run and neither `resume` nor
+            `overwrite` is set.
+        ValueError, FileNotFoundError: an unreadable `state.json` or a
+            checkpoint that does not match it (see `read_state`).
+    """
+    entries = _run_dir_entries(out_dir)
+    if not entries:
+        return None, False
+    verb = "overwrite" if overwrite else "resume" if resume else "write into"
+    if not is_run_dir(out_dir):
+        raise FileExistsError(
+            f"{out_dir} is not a pixel-keras run directory (it holds "
+            f"{', '.join(entries)}, but no {CONFIG_FILE} or {STATE_FILE} "
+            f"written by pixel-keras). Refusing to {verb} it; nothing was "
+            "changed. Choose another `out_dir` (--out)."
         )
-    return read_state(out_dir)
+    if overwrite:
+        return None, True
+    state = read_state(out_dir)
+    if state is not None and not resume:
+        raise FileExistsError(
+            f"{out_dir} already holds a training run (epoch {state['epoch']} "
+            "committed). Pass resume=True (--resume) to continue it or "
+            "overwrite=True (--overwrite) to start over and delete it."
+        )
+    committed = state["epoch"] if state is not None else 0
+    has_state = os.path.exists(os.path.join(out_dir, STATE_FILE))
+    # A kill between a checkpoint's rename and its commit in state.json
+    # leaves checkpoint `committed + 1` (state.json exists from the start of
+    # a run, committing epoch 0); anything else is not ours to drop.
+    unaccounted = [
+        name
+        for epoch, name in sorted(checkpoint_files(out_dir).items())
+        if epoch > committed + 1 or not has_state
+    ]
+    if unaccounted:
+        commits = (
+            f"its {STATE_FILE} commits epoch {committed}"
+            if has_state
+            else f"it has no {STATE_FILE} committing any"
+        )
+        raise FileExistsError(
+            f"{out_dir} holds checkpoints its run state does not account for "
+            f"({', '.join(unaccounted)}; {commits}). Refusing to {verb} it; "
+            f"nothing was changed. Restore its {STATE_FILE}, move those "
+            "checkpoints elsewhere, or start over with overwrite=True "
+            "(--overwrite)."
+        )
+    return state, state is None
+
+
+def _clear_run_dir(out_dir):
+    """Deletes what `train` writes in `out_dir` (and nothing else).
+
+    `state.json` goes first (nothing stays committed) and `config.json`, which
+    marks the directory as a run directory, last: a kill in between leaves a
+    directory that a new `overwrite` still recognises.
+    """
+    remove_stray_temp_files(out_dir)
+    _remove_quietly(os.path.join(out_dir, STATE_FILE))
+    for name in checkpoint_files(out_dir).values():
+        _remove_quietly(os.path.join(out_dir, CHECKPOINT_DIR, name))
+    samples = os.path.join(out_dir, SAMPLES_DIR)
+    if os.path.isdir(samples):
+        for name in os.listdir(samples):
+            if _SAMPLE_NAME.fullmatch(name):
+                _remove_quietly(os.path.join(samples, name))
+    for run in _LOG_RUNS:
+        shutil.rmtree(os.path.join(out_dir, LOGS_DIR, run), ignore_errors=True)
+    for name in (CHECKPOINT_DIR, SAMPLES_DIR, LOGS_DIR):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(out_dir, name))  # Only when left empty.
+    _remove_quietly(os.path.join(out_dir, CONFIG_FILE))
+
+
+def _remove_uncommitted_checkpoints(out_dir, committed):
+    """Deletes checkpoints newer than epoch `committed` (never committed)."""
+    removed = []
+    for epoch, name in checkpoint_files(out_dir).items():
+        if epoch > committed:
+            _remove_quietly(os.path.join(out_dir, CHECKPOINT_DIR, name))
+            removed.append(name)
+    return removed
 
 
 def _load_for_resume(path, learning_rate):
@@ -980,12 +1309,15 @@ def _load_for_resume(path, learning_rate):
     models override `compile()`, and Keras then does not recompile from the
     saved config. So: load uncompiled, compile, build the optimizer, and load
     the archive's variables again, the optimizer's included (its step count
-    and moments).
+    and moments). The learning rate is then set to `learning_rate`.
     """
     net = load_checkpoint(path, compile=False)
     net.compile(optimizer=keras.optimizers.Adam(learning_rate))
     net.optimizer.build(net.trainable_variables)
     net.load_weights(path)
+    # `load_weights` restored the saved learning rate too: the one given
+    # applies from here on.
+    net.optimizer.learning_rate = learning_rate
     return net
 
 
@@ -1057,14 +1389,21 @@ def train(
             configuration is used and any key given here must match it.
         epochs: total epochs (on resume, training continues up to it).
         batch_size: global batch size.
-        learning_rate: Adam learning rate (also applied on resume).
+        learning_rate: Adam learning rate. On resume it replaces the
+            checkpoint's (the optimizer's moments and step count are kept).
         train_split, test_split: splits of `dataset`; test bits/dim is
             computed over the whole test split after every epoch.
         steps_per_epoch: None for one pass over the train split per epoch, or
             a number of steps (the train data then repeats).
         resume: continue from the last committed checkpoint in `out_dir`
-            (starts fresh when there is none).
-        overwrite: delete an existing run in `out_dir` and start over.
+            (starts from epoch 0 when none was committed yet). Refused,
+            changing nothing, when `out_dir` holds checkpoints its
+            `state.json` does not account for (e.g. `state.json` is missing).
+        overwrite: delete a previous run in `out_dir` and start over. Only
+            a run directory `train` wrote (`is_run_dir`) is overwritten, and
+            only the files `train` writes are deleted; anything else is
+            refused, changing nothing. Files are deleted only after every
+            check has passed.
         strategy: a `get_strategy` name or a strategy instance.
         samples_per_epoch: images in each `samples/epoch_XXX.png`; 0 for none.
         seed: seeds weights, shuffling and the sample grids.
@@ -1082,11 +1421,16 @@ def train(
         process wrote the files.
 
     Raises:
-        FileExistsError: `out_dir` holds a run and neither `resume` nor
-            `overwrite` is set.
+        FileExistsError: `out_dir` holds a committed run and neither
+            `resume` nor `overwrite` is set; holds files `train` did not
+            write where it would write; holds checkpoints its `state.json`
+            does not account for; or another process is training into it.
         ValueError: bad arguments, a preset for other images, a
-            class-conditional model on data without labels, or a resume
-            that does not match the run.
+            class-conditional model on data without labels, a resume
+            that does not match the run, or an epoch without training steps
+            (an empty training split).
+        TrainingDivergedError: the loss became NaN or infinite; nothing is
+            committed for that epoch.
     """
     from pixel_keras import data
 
@@ -1133,9 +1477,13 @@ def train(
         raise ValueError(
             f"`max_minutes` must be > 0. Received: max_minutes={max_minutes!r}"
         )
-    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+    if (
+        not isinstance(learning_rate, (int, float))
+        or isinstance(learning_rate, bool)
+        or not 0 < learning_rate < math.inf
+    ):
         raise ValueError(
-            "`learning_rate` must be a number > 0. "
+            "`learning_rate` must be a finite number > 0. "
             f"Received: learning_rate={learning_rate!r}"
         )
     if not isinstance(samples_per_epoch, int) or samples_per_epoch < 0:
@@ -1163,141 +1511,175 @@ def train(
             f"replicas ({replicas})."
         )
     chief = is_chief(strategy)
-    if chief:
-        state = _prepare_run_dir(out_dir, resume, overwrite)
-    elif resume and overwrite:
-        raise ValueError("Pass at most one of `resume` and `overwrite`.")
-    else:
-        # Other workers never check, clean or delete the run directory (the
-        # chief may already be writing to it); on resume they load the same
-        # committed checkpoint as the chief, so `out_dir` must be shared.
-        state = read_state(out_dir) if resume else None
-    saved_config = read_config(out_dir) if state is not None else None
-    keras.utils.set_random_seed(seed)
-
-    with strategy_scope(strategy):
-        if state is None:
-            net = make_model(
-                name,
-                image_shape=info.image_shape,
-                num_levels=info.num_levels,
-                **model_config,
-            )
-            net.compile(optimizer=keras.optimizers.Adam(learning_rate))
-            initial_epoch, history, elapsed_before = 0, [], 0.0
+    if resume and overwrite:
+        raise ValueError(
+            "Pass at most one of `resume` and `overwrite`. "
+            "Received: resume=True, overwrite=True"
+        )
+    # The chief locks `out_dir` for the whole run: a second run started into
+    # it meanwhile is refused instead of deleting or mixing files.
+    lock = _lock_run_dir(out_dir) if chief else None
+    try:
+        if chief:
+            state, clear = _check_run_dir(out_dir, resume, overwrite)
         else:
-            net = _load_for_resume(state["checkpoint_path"], learning_rate)
-            _check_resume_compatible(net, name, model_config, dataset, saved_config)
-            initial_epoch = state["epoch"]
-            history = state.get("history", [])
-            elapsed_before = float(state.get("elapsed_seconds", 0.0))
-            if verbose and chief:
-                print(
-                    f"Resuming {out_dir} from epoch {initial_epoch} "
-                    f"({state['checkpoint']}).",
-                    flush=True,
+            # Other workers never check, clean or delete the run directory (the
+            # chief may already be writing to it); on resume they load the same
+            # committed checkpoint as the chief, so `out_dir` must be shared.
+            state, clear = (read_state(out_dir) if resume else None), False
+        saved_config = read_config(out_dir) if state is not None else None
+        keras.utils.set_random_seed(seed)
+
+        with strategy_scope(strategy):
+            if state is None:
+                net = make_model(
+                    name,
+                    image_shape=info.image_shape,
+                    num_levels=info.num_levels,
+                    **model_config,
                 )
-    if tuple(net.image_shape) != tuple(info.image_shape) or (
-        net.num_levels != info.num_levels
-    ):
-        raise ValueError(
-            f"The model expects images {tuple(net.image_shape)} with "
-            f"{net.num_levels} levels; {dataset!r} has {info.image_shape} with "
-            f"{info.num_levels}."
-        )
-    class_labels = is_class_conditional(net)
-    if class_labels and info.num_classes is None:
-        raise ValueError(
-            f"A class-conditional model needs labels, and data set {dataset!r} "
-            "has none. Train an unconditional model (no `num_classes`)."
-        )
-    if class_labels and info.num_classes > net.num_classes:
-        raise ValueError(
-            f"Data set {dataset!r} has {info.num_classes} classes; the model "
-            f"takes class labels below num_classes={net.num_classes}."
-        )
-    if _is_multi_worker(strategy):
-        _MultiWorkerShim.apply(net, strategy)
+                net.compile(optimizer=keras.optimizers.Adam(learning_rate))
+                initial_epoch, history, elapsed_before = 0, [], 0.0
+            else:
+                net = _load_for_resume(state["checkpoint_path"], learning_rate)
+                _check_resume_compatible(net, name, model_config, dataset, saved_config)
+                initial_epoch = state["epoch"]
+                history = state.get("history", [])
+                elapsed_before = float(state.get("elapsed_seconds", 0.0))
+                if verbose and chief:
+                    print(
+                        f"Resuming {out_dir} from epoch {initial_epoch} "
+                        f"({state['checkpoint']}).",
+                        flush=True,
+                    )
+        check_data_fits_model(net, info, dataset)
+        class_labels = is_class_conditional(net)
+        if class_labels and info.num_classes is None:
+            raise ValueError(
+                f"A class-conditional model needs labels, and data set {dataset!r} "
+                "has none. Train an unconditional model (no `num_classes`)."
+            )
+        if class_labels and info.num_classes > net.num_classes:
+            raise ValueError(
+                f"Data set {dataset!r} has {info.num_classes} classes; the model "
+                f"takes class labels below num_classes={net.num_classes}."
+            )
+        if _is_multi_worker(strategy):
+            _MultiWorkerShim.apply(net, strategy)
 
-    config = {
-        "model": name,
-        "model_config": net.get_config(),
-        "model_args": model_config,
-        "preset": preset_name,
-        "class_conditional": class_labels,
-        "dataset": dataset,
-        "image_shape": list(info.image_shape),
-        "num_levels": info.num_levels,
-        "train_split": train_split,
-        "test_split": test_split,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "steps_per_epoch": steps_per_epoch,
-        "strategy": type(strategy).__name__ if strategy is not None else None,
-        "num_replicas": replicas,
-        "seed": seed,
-        "max_minutes": max_minutes,
-        "samples_per_epoch": samples_per_epoch,
-        "num_params": net.count_params(),
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-    }
-    if chief:
-        write_json_atomic(os.path.join(out_dir, CONFIG_FILE), config)
-
-    train_ds = make_dataset(
-        dataset,
-        train_split,
-        batch_size,
-        shuffle=True,
-        repeat=steps_per_epoch is not None,
-        seed=seed + initial_epoch,
-        data_dir=data_dir,
-        class_labels=class_labels,
-    )
-    test_ds = make_dataset(
-        dataset, test_split, batch_size, data_dir=data_dir, class_labels=class_labels
-    )
-    monitor = RunMonitor(
-        out_dir,
-        epochs,
-        history=history,
-        samples_per_epoch=samples_per_epoch,
-        sample_seed=seed,
-        max_seconds=None if max_minutes is None else 60.0 * max_minutes,
-        start_time=start_time,
-        strategy=strategy,
-        keep_checkpoints=keep_checkpoints,
-        elapsed_before=elapsed_before,
-        verbose=verbose,
-    )
-    # Our own progress bar, before the monitor, so that its epoch line
-    # follows the bar's.
-    callbacks = [keras.callbacks.ProgbarLogger(), monitor]
-    if chief:
-        callbacks.insert(0, tensorboard_callback(os.path.join(out_dir, LOGS_DIR)))
-    if initial_epoch >= epochs:
-        if verbose and chief:
-            print(f"{out_dir} is already trained for {initial_epoch} epochs.")
-        fit_history = keras.callbacks.History()
-        fit_history.set_model(net)
-        fit_history.history = {}
-    else:
-        fit_history = net.fit(
-            train_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=test_ds,
-            callbacks=callbacks,
-            shuffle=False,  # tf.data shuffles.
-            verbose=verbose if chief else 0,
+        config = {
+            "tool": TOOL,
+            "model": name,
+            "model_config": net.get_config(),
+            "model_args": model_config,
+            "preset": preset_name,
+            "class_conditional": class_labels,
+            "dataset": dataset,
+            "image_shape": list(info.image_shape),
+            "num_levels": info.num_levels,
+            "train_split": train_split,
+            "test_split": test_split,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "steps_per_epoch": steps_per_epoch,
+            "strategy": type(strategy).__name__ if strategy is not None else None,
+            "num_replicas": replicas,
+            "seed": seed,
+            "max_minutes": max_minutes,
+            "samples_per_epoch": samples_per_epoch,
+            "num_params": net.count_params(),
+            "backend": keras.backend.backend(),
+            "keras_version": keras.__version__,
+        }
+        train_ds = make_dataset(
+            dataset,
+            train_split,
+            batch_size,
+            shuffle=True,
+            repeat=steps_per_epoch is not None,
+            seed=seed + initial_epoch,
+            data_dir=data_dir,
+            class_labels=class_labels,
         )
-    fit_history.run_history = monitor.history
-    fit_history.is_chief = chief
-    fit_history.stopped_for_time = monitor.stopped_for_time
-    return fit_history
+        test_ds = make_dataset(
+            dataset,
+            test_split,
+            batch_size,
+            data_dir=data_dir,
+            class_labels=class_labels,
+        )
+        if chief:
+            # Every check has passed (the data sets load): only now delete
+            # or replace files.
+            if clear:
+                if verbose and not overwrite:
+                    print(
+                        f"Starting {out_dir} over from epoch 0: a previous start "
+                        "stopped before committing its first checkpoint.",
+                        flush=True,
+                    )
+                _clear_run_dir(out_dir)
+            else:
+                remove_stray_temp_files(out_dir)
+                if state is not None:
+                    for stale in _remove_uncommitted_checkpoints(
+                        out_dir, state["epoch"]
+                    ):
+                        if verbose:
+                            print(
+                                f"Removed {CHECKPOINT_DIR}/{stale}: written, but "
+                                "never committed, by a run stopped while saving it.",
+                                flush=True,
+                            )
+            write_json_atomic(os.path.join(out_dir, CONFIG_FILE), config)
+            if state is None:
+                _write_initial_state(out_dir)
+
+        monitor = RunMonitor(
+            out_dir,
+            epochs,
+            history=history,
+            samples_per_epoch=samples_per_epoch,
+            sample_seed=seed,
+            max_seconds=None if max_minutes is None else 60.0 * max_minutes,
+            start_time=start_time,
+            strategy=strategy,
+            keep_checkpoints=keep_checkpoints,
+            elapsed_before=elapsed_before,
+            verbose=verbose,
+        )
+        # Our own progress bar, before the monitor, so that its epoch line
+        # follows the bar's; the guard first, so that a NaN loss or an empty
+        # epoch stops the run before anything is written for the epoch.
+        callbacks = [keras.callbacks.ProgbarLogger(), monitor]
+        if chief:
+            log_dir = os.path.join(out_dir, LOGS_DIR)
+            callbacks.insert(0, tensorboard_callback(log_dir))
+        callbacks.insert(0, TrainingGuard(dataset, train_split))
+        if initial_epoch >= epochs:
+            if verbose and chief:
+                print(f"{out_dir} is already trained for {initial_epoch} epochs.")
+            fit_history = keras.callbacks.History()
+            fit_history.set_model(net)
+            fit_history.history = {}
+        else:
+            fit_history = net.fit(
+                train_ds,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=test_ds,
+                callbacks=callbacks,
+                shuffle=False,  # tf.data shuffles.
+                verbose=verbose if chief else 0,
+            )
+        fit_history.run_history = monitor.history
+        fit_history.is_chief = chief
+        fit_history.stopped_for_time = monitor.stopped_for_time
+        return fit_history
+    finally:
+        _unlock_run_dir(lock)
 
 
 # ---------------------------------------------------------------------------
@@ -1337,11 +1719,17 @@ def evaluate(
         mean of batch means).
 
     Raises:
-        ValueError: an empty split, or a class-conditional model without
-            labels.
+        ValueError: a bad `batch_size`, a named data set whose image shape
+            or number of levels is not the model's, an empty split, or a
+            class-conditional model without labels.
     """
+    check_batch_size(batch_size)
     if isinstance(model, (str, os.PathLike)):
         model = load_checkpoint(os.fspath(model), compile=False)
+    if isinstance(dataset, str):
+        from pixel_keras import data
+
+        check_data_fits_model(model, data.get_info(dataset, data_dir=data_dir), dataset)
     conditional = is_class_conditional(model)
     total, count = 0.0, 0
     for images, labels in _image_batches(
@@ -1357,7 +1745,17 @@ def evaluate(
         total += float(np.sum(nll.astype("float64")))
         count += len(images)
     if count == 0:
-        raise ValueError(f"No images in split {split!r} of {dataset!r}.")
+        if isinstance(dataset, str):
+            what, received = f"split {split!r} of {dataset!r}", f"split={split!r}"
+        elif isinstance(dataset, (np.ndarray, list, tuple)):
+            what = "the image array"
+            received = f"images.shape={np.shape(dataset)}"
+        else:
+            what, received = "the dataset", "0 images"
+        raise ValueError(
+            f"Evaluation needs at least one image, and {what} has none. "
+            f"Received: {received}"
+        )
     nats = total / count
     dims = math.prod(model.image_shape)
     return {

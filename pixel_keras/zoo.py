@@ -105,9 +105,11 @@ class Preset:
 def list(pattern: str | None = None) -> _builtin_list[str]:  # noqa: A001
     """Names of the built-in presets, sorted, optionally filtered by a glob."""
     root = presets_root()
-    names = sorted(
-        p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file()
-    ) if root.is_dir() else []
+    names = (
+        sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+        if root.is_dir()
+        else []
+    )
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return names
@@ -176,8 +178,8 @@ def get_preset(name_or_path: str | os.PathLike) -> Preset:
         config.get("config"), dict
     ):
         raise ValueError(
-            f"{path / CONFIG_FILE} must hold {{\"model\": <registry name>, "
-            f"\"config\": {{<model arguments>}}}}. "
+            f'{path / CONFIG_FILE} must hold {{"model": <registry name>, '
+            f'"config": {{<model arguments>}}}}. '
             f"Received: {_shorten(json.dumps(config, sort_keys=True))}"
         )
     metadata_path = path / METADATA_FILE
@@ -191,7 +193,7 @@ def build(preset: Preset, **overrides) -> keras.Model:
         cls = get_model_class(preset.model)
     except ValueError as e:
         raise ValueError(
-            f"{preset.path / CONFIG_FILE}: \"model\" must name a registered "
+            f'{preset.path / CONFIG_FILE}: "model" must name a registered '
             f"architecture. {e}. Received: model={preset.model!r}"
         ) from e
     config = {**preset.config, **overrides}
@@ -200,7 +202,7 @@ def build(preset: Preset, **overrides) -> keras.Model:
     try:
         return cls(**config)
     except (TypeError, ValueError) as e:
-        source = f"\"config\" in {preset.path / CONFIG_FILE}"
+        source = f'"config" in {preset.path / CONFIG_FILE}'
         if overrides:
             source += f" with overrides {sorted(overrides)}"
         error = ValueError if isinstance(e, ValueError) else TypeError
@@ -269,8 +271,10 @@ def _download(url: str, expected_sha256: str | None, preset: Preset) -> Path:
                 ConnectionError,
                 TimeoutError,
             ) as e:
-                reason = e if isinstance(e, urllib.error.HTTPError) else getattr(
-                    e, "reason", e
+                reason = (
+                    e
+                    if isinstance(e, urllib.error.HTTPError)
+                    else getattr(e, "reason", e)
                 )
                 raise ConnectionError(
                     f"Could not download the weights of preset {name!r} from "
@@ -394,7 +398,8 @@ def load_weights_checked(model: keras.Model, path: str | os.PathLike) -> None:
     partial = [
         str(w.message)
         for w in caught
-        if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)
+        if "Skipping" in str(w.message)
+        or "freshly-initialized" in str(w.message)
         or "mismatch" in str(w.message).lower()
     ]
     for w in caught:
@@ -515,7 +520,9 @@ def save_preset(
             json.dump(meta, f, indent=2, sort_keys=True)
             f.write("\n")
         if not (staging / CARD_FILE).exists():
-            (staging / CARD_FILE).write_text(model_card(directory.name, meta), encoding="utf-8")
+            (staging / CARD_FILE).write_text(
+                model_card(directory.name, meta), encoding="utf-8"
+            )
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)
@@ -537,11 +544,24 @@ def model_card(name: str, metadata: dict) -> str:
         ("Data set", metadata.get("dataset")),
         ("Image shape", "×".join(map(str, shape)) if shape else None),
         ("Levels per sub-pixel", metadata.get("num_levels")),
-        ("Parameters", f"{metadata['num_params']:,}" if "num_params" in metadata else None),
+        (
+            "Parameters",
+            f"{metadata['num_params']:,}" if "num_params" in metadata else None,
+        ),
         ("Test bits/dim", metadata.get("test_bits_per_dim")),
         ("Test nats/image", metadata.get("test_nats_per_image")),
-        ("Training command", f"`{metadata['training_command']}`" if metadata.get("training_command") else None),
-        ("Weights", f"included (sha256 `{metadata['sha256']}`)" if metadata.get("sha256") else "none (architecture only)"),
+        (
+            "Training command",
+            f"`{metadata['training_command']}`"
+            if metadata.get("training_command")
+            else None,
+        ),
+        (
+            "Weights",
+            f"included (sha256 `{metadata['sha256']}`)"
+            if metadata.get("sha256")
+            else "none (architecture only)",
+        ),
     ]
     lines += ["| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]

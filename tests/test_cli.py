@@ -46,6 +46,12 @@ def test_choices_match_the_library():
     arguments = {a for name in MODELS for a in training.model_arguments(name)}
     assert set(cli.MODEL_OPTIONS.values()) <= arguments
     assert set(cli.OPTION_FLAGS) == set(cli.MODEL_OPTIONS)
+    # The CLI's copy of which model takes which option (for checks before
+    # Keras is imported) is the library's.
+    assert sorted(cli.MODEL_OPTION_ARGUMENTS) == sorted(MODELS)
+    for name, taken in cli.MODEL_OPTION_ARGUMENTS.items():
+        expected = set(training.model_arguments(name)) & set(cli.MODEL_OPTIONS.values())
+        assert set(taken) == expected, name
 
 
 @pytest.mark.parametrize(
@@ -68,9 +74,8 @@ def test_choices_match_the_library():
 def test_parse_errors_exit_2_with_one_error_line(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err
-    error_lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(error_lines) == 1 and message in error_lines[0]
+    assert err.count("\n") == 1 and err.startswith("pixel-keras: error: ")
+    assert message in err and "--help')" in err
 
 
 def test_library_errors_exit_2_without_traceback(tmp_path, capsys):
@@ -129,7 +134,8 @@ def test_library_errors_exit_2_without_traceback(tmp_path, capsys):
         (["evaluate"], "give exactly one of CHECKPOINT"),
         (
             ["sample", str(tmp_path), "--preset", "test_pixelcnn", "--out", png],
-            "exactly one",
+            "exactly one of CHECKPOINT (a run directory or .keras file) and "
+            f"--preset NAME, got both ({tmp_path} and --preset test_pixelcnn)",
         ),
         (
             ["evaluate", "--preset", "test_pixelcnn"],
@@ -217,10 +223,11 @@ def test_python_dash_m_entry_point():
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         timeout=120,
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("usage: pixel-keras train")
-    assert result.stderr.strip().splitlines()[-1] == (
-        "pixel-keras train: error: argument --batch-size: must be >= 1, got -3"
+    # One line, whatever the CPU: parse errors import no TensorFlow.
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "pixel-keras: error: argument --batch-size: must be >= 1, got -3 "
+        "(see 'pixel-keras train --help')\n"
     )
 
 
@@ -451,3 +458,269 @@ def test_unknown_preset_exits_2_listing_the_presets(argv, capsys):
         "pixel-keras: error: Unknown preset 'no_such_preset'. Available: "
     )
     assert ", ".join(zoo.list()) in err
+
+
+# ---- no TensorFlow for help and argument errors; no start-up lines ------------
+
+NO_TENSORFLOW_SCRIPT = """
+import json, sys
+from pixel_keras import cli
+codes = [cli.main(argv) for argv in json.loads(sys.argv[1])]
+loaded = [name for name in ("tensorflow", "keras", "jax") if name in sys.modules]
+print(json.dumps({"codes": codes, "loaded": loaded}))
+"""
+HELP = [
+    [command, "--help"]
+    for command in ("train", "evaluate", "sample", "zoo", "export", "serve-sample")
+] + [["--help"], ["zoo", "list", "--help"], ["zoo", "show", "--help"]]
+ARGUMENT_ERRORS = [
+    [],
+    ["fit"],
+    ["train", "--batch-size", "-3"],
+    ["train", "--model", "row_lstm", "--residual-blocks", "2"],
+    ["train", "--num-layers", "2"],
+    ["evaluate"],
+    ["evaluate", "no/such/run"],
+    ["sample", "--out", "x.png"],
+    ["sample", "run", "--out", "x.jpg"],
+    ["export", "--out", "x"],
+    ["serve-sample"],
+]
+
+
+def run_cli_process(*args, env=None):
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        timeout=180,
+    )
+
+
+def test_help_and_argument_errors_import_no_tensorflow():
+    argvs = HELP + ARGUMENT_ERRORS
+    result = run_cli_process("-c", NO_TENSORFLOW_SCRIPT, json.dumps(argvs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["codes"] == [0] * len(HELP) + [2] * len(ARGUMENT_ERRORS)
+    assert out["loaded"] == []
+    # Every argument error is one `pixel-keras: error:` line, and nothing else.
+    errors = result.stderr.splitlines()
+    assert len(errors) == len(ARGUMENT_ERRORS), result.stderr
+    assert all(line.startswith("pixel-keras: error: ") for line in errors)
+
+    # `python -m pixel_keras --help`: the usage on stdout, nothing on stderr.
+    result = run_cli_process("-m", "pixel_keras", "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: pixel-keras ")
+
+
+def test_package_attributes_load_on_first_use():
+    import pixel_keras as pk
+    from pixel_keras import images, layers, models
+
+    assert pk.PixelCNN is models.PixelCNN and pk.MaskedConv2D is layers.MaskedConv2D
+    assert pk.layers is layers and pk.save_image_grid is images.save_image_grid
+    assert pk.sampling.__name__ == "pixel_keras.sampling"
+    assert set(pk.__all__) <= set(dir(pk))
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        pk.nope  # noqa: B018
+
+
+FAKE_KERAS = """
+import os, sys
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+            b"written to STDERR\\n")
+os.write(2, b"I0000 00:00:1795966917.281603    4041 port.cc:153] oneDNN custom "
+            b"operations are on. You may see slightly different numerical results\\n")
+os.write(2, b"E0000 00:00:1795966917.281700    4041 loader.cc:12] a real error\\n")
+print("a Python warning", file=sys.stderr)
+"""
+FAKE_TENSORFLOW = """
+import os
+os.write(2, b"I0000 00:00:1795966918.826896    4144 cpu_feature_guard.cc:227] This "
+            b"TensorFlow binary is optimized to use available CPU instructions in "
+            b"performance-critical operations.\\n")
+os.write(2, b"To enable the following instructions: AVX2 AVX512F FMA, in other "
+            b"operations, rebuild TensorFlow with the appropriate compiler flags.\\n")
+os.write(2, b"W0000 00:00:1795966918.9    4144 other.cc:2] a real warning\\n")
+"""
+
+
+@pytest.mark.parametrize("level", ["2", "0"])
+def test_import_tensorflow_quietly_drops_only_start_up_lines(tmp_path, level):
+    """Deterministic, whatever the CPU: fake packages print TensorFlow's lines."""
+    for name, code in (("keras", FAKE_KERAS), ("tensorflow", FAKE_TENSORFLOW)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(code)
+    script = (
+        "import sys\n"
+        "from pixel_keras import cli\n"
+        "cli.import_tensorflow_quietly()\n"
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
+    result = run_cli_process(
+        "-c",
+        script,
+        env={"PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": level},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['keras', 'tensorflow']"
+    lines = result.stderr.splitlines()
+    kept = [
+        "E0000 00:00:1795966917.281700    4041 loader.cc:12] a real error",
+        "a Python warning",
+        "W0000 00:00:1795966918.9    4144 other.cc:2] a real warning",
+    ]
+    if level == "0":  # Asked for INFO lines: nothing is filtered.
+        assert len(lines) == 7 and [line for line in lines if line in kept] == kept
+    else:
+        assert lines == kept
+
+
+def test_commands_that_load_tensorflow_print_no_start_up_lines(tmp_path):
+    """Holds on every CPU (on AVX-512 CPUs TensorFlow prints such lines)."""
+    result = run_cli_process("-m", "pixel_keras", "zoo", "show", "test_pixelcnn")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("test_pixelcnn: pixelcnn\n")
+    assert not [
+        line for line in result.stderr.splitlines() if cli._TF_STARTUP_LINE.match(line)
+    ], result.stderr
+
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 not a zip archive")
+    result = run_cli_process(
+        "-m", "pixel_keras", "evaluate", str(corrupt), "--dataset", "digits"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if cli._TF_STARTUP_LINE.match(line)], lines
+    assert [line for line in lines if "error" in line] == [
+        f"pixel-keras: error: Checkpoint {corrupt} is corrupt or unreadable: a "
+        "`.keras` file must be a zip archive written by `model.save`, and this "
+        "one is not."
+    ]
+
+
+# ---- training runs: refusals, divergence, mismatched data -------------------------
+
+TINY_RUN = [
+    "--dataset", "digits", "--steps-per-epoch", "2", "--batch-size", "8",
+    "--hidden-maps", "4", "--output-maps", "8", "--residual-blocks", "0",
+    "--test-split", "test[:16]", "--samples-per-epoch", "2", "--verbose", "0",
+]  # fmt: skip
+
+
+def tree(directory):
+    """`{relative path: bytes}` of every file under `directory`."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = f.read()
+    return files
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("tiny") / "run")
+    assert cli.main(["train", *TINY_RUN, "--epochs", "2", "--out", out]) == 0
+    return out
+
+
+def one_error_line(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pixel-keras: error: "), err
+    return lines[0][len("pixel-keras: error: ") :]
+
+
+@pytest.mark.tf_only
+def test_run_directory_refusals_change_nothing(tiny_run, tmp_path, capsys):
+    import shutil
+
+    # --resume without state.json: the checkpoints are not accounted for.
+    out = shutil.copytree(tiny_run, str(tmp_path / "no_state"))
+    os.remove(os.path.join(out, "state.json"))
+    before = tree(out)
+    for flag in ("--resume", None):
+        argv = ["train", *TINY_RUN, "--epochs", "3", "--out", out]
+        assert cli.main(argv + ([flag] if flag else [])) == 2
+        assert one_error_line(capsys) == (
+            f"{out} holds checkpoints its run state does not account for "
+            "(epoch_002.keras; it has no state.json committing any). Refusing to "
+            f"{'resume' if flag else 'write into'} it; nothing was changed. "
+            "Restore its state.json, move those checkpoints elsewhere, or start "
+            "over with overwrite=True (--overwrite)."
+        )
+        assert tree(out) == before
+
+    # --overwrite of a directory pixel-keras did not write.
+    foreign = tmp_path / "foreign"
+    (foreign / "logs").mkdir(parents=True)
+    (foreign / "samples").mkdir()
+    (foreign / "config.json").write_text("{}")
+    (foreign / "logs" / "app.log").write_text("log")
+    (foreign / "samples" / "photo.png").write_bytes(b"png")
+    before = tree(foreign)
+    argv = ["train", *TINY_RUN, "--epochs", "1", "--overwrite", "--out", str(foreign)]
+    assert cli.main(argv) == 2
+    assert one_error_line(capsys) == (
+        f"{foreign} is not a pixel-keras run directory (it holds config.json, "
+        "samples, logs, but no config.json or state.json written by pixel-keras). "
+        "Refusing to overwrite it; nothing was changed. Choose another `out_dir` "
+        "(--out)."
+    )
+    assert tree(foreign) == before
+
+
+@pytest.mark.tf_only
+def test_diverged_training_exits_1_keeping_the_last_checkpoint(
+    tiny_run, tmp_path, capsys
+):
+    import shutil
+
+    out = shutil.copytree(tiny_run, str(tmp_path / "run"))
+    state = training.read_state(out)
+    argv = ["train", *TINY_RUN, "--epochs", "3", "--resume", "--lr", "1e30"]
+    assert cli.main([*argv, "--out", out]) == 1
+    message = one_error_line(capsys)
+    assert message.startswith("Training diverged: `loss` is nan at epoch 3, step ")
+    assert message.endswith(
+        "Stopped without committing epoch 3; the run keeps its last committed "
+        "checkpoint, epoch 2. Lower the learning rate and resume. Received: loss=nan"
+    )
+    assert training.read_state(out) == state
+
+
+@pytest.mark.tf_only
+def test_evaluate_refuses_bad_data_and_corrupt_files(tiny_run, tmp_path, capsys):
+    import shutil
+
+    assert cli.main(["evaluate", tiny_run, "--dataset", "binarized_digits"]) == 2
+    assert one_error_line(capsys) == (
+        "The model expects images (8, 8, 1) with 17 levels; 'binarized_digits' "
+        "has (8, 8, 1) with 2. Received: dataset='binarized_digits'"
+    )
+    run = shutil.copytree(tiny_run, str(tmp_path / "run"))
+    config = os.path.join(run, "config.json")
+    with open(config, "w") as f:
+        f.write('{"model": ')
+    assert cli.main(["evaluate", run]) == 2
+    assert one_error_line(capsys).startswith(f"Unreadable run config {config}: ")
+
+    checkpoint = os.path.join(run, training.read_state(run)["checkpoint"])
+    truncated = str(tmp_path / "truncated.keras")
+    with open(checkpoint, "rb") as f, open(truncated, "wb") as g:
+        g.write(f.read()[:1000])
+    png = str(tmp_path / "s.png")
+    for command in (["evaluate", "--dataset", "digits"], ["sample", "--out", png]):
+        assert cli.main([command[0], truncated, *command[1:]]) == 2
+        assert one_error_line(capsys).startswith(
+            f"Checkpoint {truncated} is corrupt or unreadable: "
+        )

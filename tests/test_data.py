@@ -397,9 +397,8 @@ EMPTY_SPLITS = [
 
 
 def _empty_split_match(split, resolved):
-    return (
-        r"`split` must select at least one example.*"
-        + re.escape(f"resolves to {resolved}. Received: split={split!r}")
+    return r"`split` must select at least one example.*" + re.escape(
+        f"resolves to {resolved}. Received: split={split!r}"
     )
 
 
@@ -504,7 +503,9 @@ def test_empty_split_is_an_error_tfds_prepared(split, message, prepared_tfds):
 
 
 def test_tfds_split_must_be_one_string(tfds):
-    with pytest.raises(ValueError, match=r"one split string.*Received: split=\['train'"):
+    with pytest.raises(
+        ValueError, match=r"one split string.*Received: split=\['train'"
+    ):
         data.load("mnist", ["train", "test"])
 
 
@@ -518,8 +519,11 @@ def test_tfds_bad_split_message_says_what_must_hold(prepared_tfds):
 
 @pytest.mark.parametrize("bad", [3, ["/tmp"], b"/tmp"])
 def test_data_dir_must_be_a_path(bad):
-    with pytest.raises(TypeError, match=r"`data_dir` must be a directory path.*"
-                       r"Received: data_dir="):
+    with pytest.raises(
+        TypeError,
+        match=r"`data_dir` must be a directory path.*"
+        r"Received: data_dir=",
+    ):
         data.load("digits", "test[:4]", data_dir=bad)
     with pytest.raises(TypeError, match="`data_dir` must be a directory path"):
         data.get_info("fashion_mnist", data_dir=bad)
@@ -529,14 +533,17 @@ def test_data_dir_must_not_be_a_file(tmp_path):
     path = tmp_path / "a_file"
     path.write_text("x")
     with pytest.raises(
-        ValueError, match=rf"`data_dir` must be a directory.*Received: data_dir='{path}'"
+        ValueError,
+        match=rf"`data_dir` must be a directory.*Received: data_dir='{path}'",
     ):
         data.load("fashion_mnist", "test", data_dir=path)
 
 
 def test_missing_data_dir_is_named_when_data_is_unavailable(tmp_path, no_default_dirs):
     missing = tmp_path / "nope"
-    with pytest.raises(data.DataUnavailableError, match=rf"{missing} \(does not exist\)"):
+    with pytest.raises(
+        data.DataUnavailableError, match=rf"{missing} \(does not exist\)"
+    ):
         data.load("fashion_mnist", data_dir=missing, download=False)
     with pytest.raises(
         data.DataUnavailableError, match=r"`data_dir` '.*nope' does not exist"

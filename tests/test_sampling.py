@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -119,3 +121,111 @@ def test_naive_sampler_follows_weight_updates():
     np.testing.assert_array_equal(
         model.sample(2, seed=0, verbose=0), fresh.sample(2, seed=0, verbose=0)
     )
+
+
+# ---- bad arguments: what must hold and what was received --------------------
+TEMPERATURE_RULE = (
+    r"`temperature` must be a finite number > 0 .* Received: temperature="
+)
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [float("inf"), float("-inf"), float("nan"), 0.0, -1.0, 1e-50, 1e39, True, "1"],
+)
+@pytest.mark.parametrize("method", ["cached", "naive"])
+def test_temperature_must_be_finite_and_positive(temperature, method):
+    with pytest.raises(ValueError, match=TEMPERATURE_RULE):
+        tiny().sample(2, temperature=temperature, method=method, verbose=0)
+
+
+def test_numpy_temperatures_are_numbers():
+    model = tiny()
+    np.testing.assert_array_equal(
+        model.sample(2, seed=0, temperature=np.float32(0.5), verbose=0),
+        model.sample(2, seed=0, temperature=0.5, verbose=0),
+    )
+
+
+@pytest.mark.parametrize("num_samples", [0, -1, True, 2.0, "2", None])
+def test_num_samples_must_be_a_positive_int(num_samples):
+    with pytest.raises(
+        ValueError,
+        match=rf"`num_samples` must be a positive int .* "
+        rf"Received: num_samples={re.escape(repr(num_samples))}$",
+    ):
+        tiny().sample(num_samples, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "seed", [True, 1.5, "a", [1, 2, 3], [[1, 2]], [1.0, 2.0], [True, False]]
+)
+def test_seed_must_be_none_an_int_or_one_int_per_sample(seed):
+    with pytest.raises(
+        ValueError,
+        match=r"`seed` must be None, an int, or a sequence of one int per sample "
+        r"\(num_samples=2\)\. Received: seed=",
+    ):
+        tiny().sample(2, seed=seed, verbose=0)
+
+
+@pytest.mark.parametrize("method", ["fast", None, "Naive", ["naive"]])
+def test_method_must_be_naive_or_cached(method):
+    with pytest.raises(
+        ValueError, match=r"`method` must be one of \{'naive', 'cached'\}\. Received"
+    ):
+        tiny().sample(2, method=method, verbose=0)
+
+
+MASK_RULE = (
+    r"`conditioned_on\[1\]` must be boolean, or numbers that are all 0 \(draw\) "
+    r"or 1 \(keep\)\. Received: "
+)
+
+
+@pytest.mark.parametrize(
+    "mask, received",
+    [
+        (np.full((2, 4, 4, 3), 0.5), r"conditioned_on\[1\] of dtype float64 .* 0\.5$"),
+        (np.full((2, 4, 4, 3), 2), r"conditioned_on\[1\] of dtype int64 .* e\.g\. 2$"),
+        (np.full((2, 4, 4, 3), -1.0), r".* e\.g\. -1\.0$"),
+        (np.full((2, 4, 4, 3), np.nan), r".* e\.g\. nan$"),
+        (np.full((2, 4, 4, 3), "1"), r"conditioned_on\[1\]\.dtype="),
+    ],
+)
+@pytest.mark.parametrize("method", ["cached", "naive"])
+def test_known_mask_must_be_boolean_or_zero_one(mask, received, method):
+    images = np.zeros((2, 4, 4, 3), "int32")
+    with pytest.raises(ValueError, match=MASK_RULE + received):
+        tiny().sample(2, conditioned_on=(images, mask), method=method, verbose=0)
+
+
+def test_known_masks_of_every_dtype_mean_the_same():
+    model = tiny()
+    images = np.random.default_rng(0).integers(0, 17, size=(2, 4, 4, 3))
+    mask = np.zeros(images.shape, bool)
+    mask[:, :2] = True
+    want = model.sample(2, seed=1, conditioned_on=(images, mask), verbose=0)
+    for dtype in ("uint8", "int32", "float32", "float64"):
+        got = model.sample(
+            2, seed=1, conditioned_on=(images, mask.astype(dtype)), verbose=0
+        )
+        np.testing.assert_array_equal(got, want)
+
+
+def test_known_mask_and_images_shapes():
+    model = tiny()
+    images = np.zeros((2, 4, 4, 3), "int32")
+    with pytest.raises(
+        ValueError,
+        match=r"`conditioned_on\[1\]` \(the known mask\) must have the shape of the "
+        r"images, \(2, 4, 4, 3\)\. Received: conditioned_on\[1\]\.shape=\(2, 4, 4, 1\)",
+    ):
+        model.sample(2, conditioned_on=(images, np.ones((2, 4, 4, 1))), verbose=0)
+    with pytest.raises(
+        ValueError,
+        match=r"`conditioned_on\[0\]` \(the images to complete\) must hold "
+        r"num_samples=2 images\. Received: conditioned_on\[0\]\.shape=\(3, 4, 4, 3\)",
+    ):
+        images = np.zeros((3, 4, 4, 3), "int32")
+        model.sample(2, conditioned_on=(images, np.ones_like(images)), verbose=0)

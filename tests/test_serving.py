@@ -338,8 +338,9 @@ def test_rest_server_errors_name_url_and_signature(rest_url, served):
 
     client = serving.RestClient(rest_url, MODEL)
     with pytest.raises(
-        serving.ServingError, match=rf"(?s){rest_url}/v1/models/{MODEL}:predict "
-        r"\(signature 'sample'\): HTTP 400: .*class_label"
+        serving.ServingError,
+        match=rf"(?s){rest_url}/v1/models/{MODEL}:predict "
+        r"\(signature 'sample'\): HTTP 400: .*class_label",
     ):
         client.sample([1, 2], class_label=[0, 10])
     missing = serving.RestClient(rest_url, "no_such_model")
@@ -357,7 +358,9 @@ def test_grpc_connection_refused_names_target_and_signature():
         with pytest.raises(serving.ServingConnectionError) as info:
             client.sample([1, 2])
         message = str(info.value)
-        assert f"TF Serving at {target} (signature 'sample' of model '{MODEL}')" in message
+        assert (
+            f"TF Serving at {target} (signature 'sample' of model '{MODEL}')" in message
+        )
         assert "UNAVAILABLE" in message
         assert message.endswith(f"Received: target={target!r}")
         with pytest.raises(serving.ServingConnectionError, match="the model metadata"):
@@ -379,8 +382,11 @@ def test_grpc_server_errors_name_target_and_signature(grpc_target, served):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"url": "localhost:8501"}, r"`url` must be the http:// or https:// root.*"
-         r"Received: url='localhost:8501'"),
+        (
+            {"url": "localhost:8501"},
+            r"`url` must be the http:// or https:// root.*"
+            r"Received: url='localhost:8501'",
+        ),
         ({"url": None}, r"Received: url=None"),
         ({"model_name": ""}, r"`model_name` must be .*Received: model_name=''"),
         ({"version": "2"}, r"`version` must be None .*Received: version='2'"),
@@ -399,8 +405,11 @@ def test_rest_client_arguments(kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"target": "http://localhost:8500"}, r"`target` must be the host:port.*"
-         r"Received: target='http://localhost:8500'"),
+        (
+            {"target": "http://localhost:8500"},
+            r"`target` must be the host:port.*"
+            r"Received: target='http://localhost:8500'",
+        ),
         ({"target": ""}, r"Received: target=''"),
         ({"timeout": -1}, r"Received: timeout=-1"),
     ],

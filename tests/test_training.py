@@ -1,6 +1,7 @@
 import glob
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -312,6 +313,18 @@ def test_train_rejects_bad_arguments(tmp_path):
         training.train("pixelcnn", "digits", out, epochs=0)
     with pytest.raises(ValueError, match="`num_levels` comes from the data set"):
         training.train({"model": "pixelcnn", "num_levels": 4}, "digits", out)
+    with pytest.raises(
+        ValueError,
+        match=r"`learning_rate` must be a finite number > 0\. "
+        r"Received: learning_rate=inf",
+    ):
+        training.train("pixelcnn", "digits", out, learning_rate=float("inf"))
+    with pytest.raises(
+        ValueError,
+        match=r"at most one of `resume` and `overwrite`\. "
+        r"Received: resume=True, overwrite=True",
+    ):
+        training.train("pixelcnn", "digits", out, resume=True, overwrite=True)
     assert not os.path.exists(out)
 
 
@@ -601,3 +614,360 @@ def test_train_and_resume_under_jax(tmp_path):
     assert result["backend"] == "jax"
     assert result["epochs"] == [1, 2] and result["iterations"] == 6
     assert result["evaluated_bpd"] == pytest.approx(result["val_bpd"], rel=1e-5)
+
+
+# ---- hardening: resume, overwrite, divergence, bad inputs ------------------------
+
+RUN_KWARGS = dict(
+    model_config=dict(hidden_maps=4, num_residual_blocks=0, output_maps=8),
+    steps_per_epoch=2,
+    batch_size=8,
+    test_split="test[:16]",
+    samples_per_epoch=2,
+    verbose=0,
+)
+
+
+def snapshot(directory):
+    """`{relative path: bytes}` of every file under `directory`."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = f.read()
+    return files
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """A tiny committed 2-epoch run; tests work on copies (`copy_run`)."""
+    out = str(tmp_path_factory.mktemp("hardening") / "run")
+    training.train(
+        "pixelcnn", "digits", out, epochs=2, learning_rate=1e-3, **RUN_KWARGS
+    )
+    return out
+
+
+@pytest.fixture
+def copy_run(two_epoch_run, tmp_path):
+    import shutil
+
+    def copy(name="run"):
+        return shutil.copytree(two_epoch_run, str(tmp_path / name))
+
+    return copy
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("checkpoint", ["epoch_002.keras", "epoch_001.keras"])
+def test_resume_refuses_checkpoints_that_no_state_accounts_for(copy_run, checkpoint):
+    out = copy_run()
+    os.remove(os.path.join(out, "state.json"))
+    checkpoints = os.path.join(out, "checkpoints")
+    os.replace(
+        os.path.join(checkpoints, "epoch_002.keras"),
+        os.path.join(checkpoints, checkpoint),
+    )
+    before = snapshot(out)
+    for resume in (True, False):
+        with pytest.raises(
+            FileExistsError,
+            match=r"holds checkpoints its run state does not account for "
+            rf"\({checkpoint}; it has no state.json committing any\)\. Refusing "
+            r"to (resume|write into) it; nothing was changed",
+        ):
+            training.train(
+                "pixelcnn", "digits", out, epochs=3, resume=resume, **RUN_KWARGS
+            )
+        assert snapshot(out) == before
+    if checkpoint == "epoch_002.keras":
+        return
+
+    # With state.json: a checkpoint newer than the committed one plus one
+    # (which a kill between saving and committing leaves) is refused too.
+    out = copy_run("newer")
+    checkpoints = os.path.join(out, "checkpoints")
+    with open(os.path.join(checkpoints, "epoch_002.keras"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(checkpoints, "epoch_004.keras"), "wb") as f:
+        f.write(data)
+    before = snapshot(out)
+    with pytest.raises(
+        FileExistsError,
+        match=r"\(epoch_004.keras; its state.json commits epoch 2\)",
+    ):
+        training.train("pixelcnn", "digits", out, epochs=4, resume=True, **RUN_KWARGS)
+    assert snapshot(out) == before
+
+
+@pytest.mark.tf_only
+def test_resume_drops_the_checkpoint_a_kill_left_uncommitted(copy_run, capsys):
+    out = copy_run()
+    checkpoints = os.path.join(out, "checkpoints")
+    # Killed after renaming epoch 3's checkpoint, before committing it.
+    with open(os.path.join(checkpoints, "epoch_002.keras"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(checkpoints, "epoch_003.keras"), "wb") as f:
+        f.write(data)
+    kwargs = {**RUN_KWARGS, "verbose": 2}
+    history = training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
+    assert "Removed checkpoints/epoch_003.keras: written, but never committed" in (
+        capsys.readouterr().out
+    )
+    state = training.read_state(out)
+    assert state["epoch"] == 3
+    assert [h["epoch"] for h in history.run_history] == [1, 2, 3]
+    assert os.listdir(checkpoints) == ["epoch_003.keras"]
+    with open(os.path.join(checkpoints, "epoch_003.keras"), "rb") as f:
+        assert f.read() != data  # epoch 3 retrained and committed
+
+
+@pytest.mark.tf_only
+def test_overwrite_deletes_only_what_train_wrote(copy_run, tmp_path):
+    # A directory this tool did not write is refused, whatever the flags.
+    foreign = tmp_path / "foreign"
+    (foreign / "logs").mkdir(parents=True)
+    (foreign / "samples").mkdir()
+    (foreign / "config.json").write_text('{"model": "mine"}')
+    (foreign / "logs" / "app.log").write_text("log")
+    (foreign / "samples" / "photo.png").write_bytes(b"png")
+    before = snapshot(foreign)
+    for flags, verb in (
+        (dict(overwrite=True), "overwrite"),
+        (dict(resume=True), "resume"),
+        ({}, "write into"),
+    ):
+        with pytest.raises(
+            FileExistsError,
+            match=rf"{foreign} is not a pixel-keras run directory \(it holds "
+            r"config.json, samples, logs, but no config.json or state.json written "
+            rf"by pixel-keras\)\. Refusing to {verb} it; nothing was changed",
+        ):
+            training.train(
+                "pixelcnn", "digits", str(foreign), epochs=1, **flags, **RUN_KWARGS
+            )
+        assert snapshot(foreign) == before
+
+    # In a run directory, --overwrite deletes the run's files, not the user's.
+    out = copy_run()
+    mine = {
+        "notes.txt": b"mine",
+        os.path.join("samples", "photo.png"): b"png",
+        os.path.join("logs", "app.log"): b"log",
+        os.path.join("checkpoints", "README"): b"keep",
+    }
+    for name, content in mine.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(content)
+    old_events = glob.glob(os.path.join(out, "logs", "*", "events.out.*"))
+    assert old_events
+    kwargs = {**RUN_KWARGS, "samples_per_epoch": 0}
+    training.train("pixelcnn", "digits", out, epochs=1, overwrite=True, **kwargs)
+    after = snapshot(out)
+    for name, content in mine.items():
+        assert after[name] == content
+    assert training.read_state(out)["epoch"] == 1
+    assert not any(os.path.exists(path) for path in old_events)
+    assert sorted(os.listdir(os.path.join(out, "samples"))) == ["photo.png"]
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == [
+        "README", "epoch_001.keras"
+    ]  # fmt: skip
+    config = training.read_config(out)
+    assert config["tool"] == "pixel-keras" and training.is_run_dir(out)
+
+
+@pytest.mark.tf_only
+def test_retry_after_a_start_that_committed_nothing(two_epoch_run, tmp_path, capsys):
+    import shutil
+
+    # A start that failed before its first checkpoint leaves our config.json
+    # (and maybe logs): a plain retry, or --resume, starts over.
+    for resume in (False, True):
+        out = str(tmp_path / f"failed_{resume}")
+        os.makedirs(out)
+        shutil.copy(os.path.join(two_epoch_run, "config.json"), out)
+        kwargs = {**RUN_KWARGS, "verbose": 2}
+        training.train("pixelcnn", "digits", out, epochs=1, resume=resume, **kwargs)
+        assert f"Starting {out} over from epoch 0: a previous start stopped" in (
+            capsys.readouterr().out
+        )
+        assert training.read_state(out)["epoch"] == 1
+
+    # A run starts by committing epoch 0 (no checkpoint): killed after epoch
+    # 1's checkpoint is in place but before it is committed, it starts over.
+    out = str(tmp_path / "killed_in_first_commit")
+    os.makedirs(os.path.join(out, "checkpoints"))
+    shutil.copy(os.path.join(two_epoch_run, "config.json"), out)
+    training._write_initial_state(out)
+    assert training.read_state(out) is None
+    shutil.copy(
+        os.path.join(two_epoch_run, "checkpoints", "epoch_002.keras"),
+        os.path.join(out, "checkpoints", "epoch_001.keras"),
+    )
+    kwargs = {**RUN_KWARGS, "verbose": 2}
+    training.train("pixelcnn", "digits", out, epochs=1, resume=True, **kwargs)
+    assert f"Starting {out} over from epoch 0" in capsys.readouterr().out
+    assert training.read_state(out)["epoch"] == 1
+
+
+@pytest.mark.tf_only
+def test_a_run_directory_in_use_is_refused(tmp_path):
+    out = str(tmp_path / "run")
+    lock = training._lock_run_dir(out)
+    try:
+        if lock is None:
+            pytest.skip("no flock on this platform or file system")
+        with pytest.raises(FileExistsError, match="is in use by another training"):
+            training.train("pixelcnn", "digits", out, epochs=1, **RUN_KWARGS)
+    finally:
+        training._unlock_run_dir(lock)
+    assert os.listdir(out) == []
+
+
+@pytest.mark.tf_only
+def test_learning_rate_applies_on_resume(copy_run):
+    out = copy_run()
+    history = training.train(
+        "pixelcnn",
+        "digits",
+        out,
+        epochs=3,
+        resume=True,
+        learning_rate=5e-3,
+        **RUN_KWARGS,
+    )
+    optimizer = history.model.optimizer
+    assert float(optimizer.learning_rate) == pytest.approx(5e-3)
+    assert int(optimizer.iterations.numpy()) == 6  # moments and steps kept
+    assert training.read_config(out)["learning_rate"] == 5e-3
+
+
+@pytest.mark.tf_only
+def test_non_finite_loss_stops_before_committing(copy_run):
+    out = copy_run()
+    before = snapshot(out)
+    with pytest.raises(
+        training.TrainingDivergedError,
+        match=r"Training diverged: `loss` is nan at epoch 3, step \d+\. Stopped "
+        r"without committing epoch 3; the run keeps its last committed "
+        r"checkpoint, epoch 2\. Lower the learning rate and resume\. "
+        r"Received: loss=nan",
+    ):
+        training.train(
+            "pixelcnn",
+            "digits",
+            out,
+            epochs=3,
+            resume=True,
+            learning_rate=1e30,
+            **RUN_KWARGS,
+        )
+    state = training.read_state(out)
+    assert state["epoch"] == 2 and all(
+        np.isfinite(value) for h in state["history"] for value in h.values()
+    )
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["epoch_002.keras"]
+    assert not os.path.exists(os.path.join(out, "samples", "epoch_003.png"))
+    for name in ("state.json", os.path.join("checkpoints", "epoch_002.keras")):
+        assert snapshot(out)[name] == before[name]
+    # The last good checkpoint resumes.
+    history = training.train(
+        "pixelcnn",
+        "digits",
+        out,
+        epochs=3,
+        resume=True,
+        learning_rate=1e-3,
+        **RUN_KWARGS,
+    )
+    assert training.read_state(out)["epoch"] == 3
+    assert np.isfinite(history.history["loss"][-1])
+
+
+@pytest.mark.tf_only
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+def test_epoch_without_steps_is_refused(tmp_path, monkeypatch):
+    make_dataset = training.make_dataset
+
+    def empty_train_split(dataset, split, *args, **kwargs):
+        ds = make_dataset(dataset, split, *args, **kwargs)
+        return ds.take(0) if split.startswith("train") else ds
+
+    monkeypatch.setattr(training, "make_dataset", empty_train_split)
+    out = str(tmp_path / "run")
+    kwargs = {**RUN_KWARGS, "steps_per_epoch": None, "train_split": "train[:8]"}
+    with pytest.raises(
+        ValueError,
+        match=r"Epoch 1 ran no training steps: the training split 'train\[:8\]' of "
+        r"'digits' is empty\. Nothing was committed for it\. "
+        r"Received: train_split='train\[:8\]'",
+    ):
+        training.train("pixelcnn", "digits", out, epochs=1, **kwargs)
+    assert training.read_state(out) is None  # epoch 0 committed, nothing else
+    assert not os.path.exists(os.path.join(out, "checkpoints"))
+
+
+def test_evaluate_checks_the_data_set_and_batch_size():
+    model = training.make_model(
+        "pixelcnn", image_shape=(8, 8, 1), num_levels=17, **TINY
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"The model expects images \(8, 8, 1\) with 17 levels; "
+        r"'binarized_digits' has \(8, 8, 1\) with 2\. "
+        r"Received: dataset='binarized_digits'",
+    ):
+        training.evaluate(model, "binarized_digits", "test[:8]")
+    with pytest.raises(ValueError, match=r"'fashion_mnist' has \(28, 28, 1\) with 256"):
+        training.evaluate(model, "fashion_mnist", "test[:8]")
+    for batch_size in (0, -1, 2.5, True):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
+            ),
+        ):
+            training.evaluate(model, "digits", "test[:8]", batch_size=batch_size)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Evaluation needs at least one image, and the image array has none. "
+            "Received: images.shape=(0, 8, 8, 1)"
+        ),
+    ):
+        training.evaluate(model, np.zeros((0, 8, 8, 1), "uint8"))
+
+
+def test_corrupt_checkpoint_and_config_name_the_file(tmp_path):
+    model = training.make_model("pixelcnn", image_shape=(4, 4, 1), num_levels=2, **TINY)
+    good = str(tmp_path / "good.keras")
+    model.save(good)
+    with open(good, "rb") as f:
+        data = f.read()
+    truncated = str(tmp_path / "truncated.keras")
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"Checkpoint {truncated} is corrupt or unreadable: a `.keras` "
+            "file must be a zip archive written by `model.save`"
+        ),
+    ):
+        training.load_checkpoint(truncated)
+    with pytest.raises(ValueError, match=re.escape(f"Checkpoint {truncated} is")):
+        training.evaluate(truncated, "digits", "test[:8]")
+
+    (tmp_path / "config.json").write_text('{"model": ')
+    path = str(tmp_path / "config.json")
+    with pytest.raises(ValueError, match=re.escape(f"Unreadable run config {path}: ")):
+        training.read_config(str(tmp_path))
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"Unreadable run config {path}: expected a JSON object. Received: list"
+        ),
+    ):
+        training.read_config(str(tmp_path))

@@ -87,14 +87,18 @@ def test_cards_are_up_to_date():
 
 
 def test_unknown_preset_lists_available():
-    with pytest.raises(ValueError, match=r"Unknown preset 'nope'\. Available: .*test_pixelcnn"):
+    with pytest.raises(
+        ValueError, match=r"Unknown preset 'nope'\. Available: .*test_pixelcnn"
+    ):
         zoo.load("nope")
 
 
 def test_auto_without_weights_warns_and_true_raises():
     with pytest.warns(UserWarning, match="no trained weights.*pixel-keras train"):
         model = zoo.load("test_pixelcnn")
-    assert model.count_params() == zoo.get_preset("test_pixelcnn").metadata["num_params"]
+    assert (
+        model.count_params() == zoo.get_preset("test_pixelcnn").metadata["num_params"]
+    )
     with pytest.raises(ValueError, match="has no trained weights"):
         zoo.load("test_pixelcnn", weights=True)
 
@@ -130,7 +134,9 @@ def test_explicit_weights_path_and_mismatch(tmp_path):
     model.save_weights(str(path))
     again = zoo.load("test_pixelcnn", weights=str(path))
     for a, b in zip(again.weights, model.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        )
     wrong = tmp_path / "wrong.weights.h5"
     other.save_weights(str(wrong))
     with pytest.raises(ValueError, match="does not match the architecture"):
@@ -153,7 +159,8 @@ def test_weights_url_download_with_sha256(tmp_path, monkeypatch):
     (directory / "metadata.json").write_text(json.dumps(meta))
     loaded = zoo.load(directory, weights=True)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(loaded.weights[0]), keras.ops.convert_to_numpy(model.weights[0])
+        keras.ops.convert_to_numpy(loaded.weights[0]),
+        keras.ops.convert_to_numpy(model.weights[0]),
     )
     assert list((tmp_path / "cache" / "remote").glob("*.h5"))
     # A corrupted download is refused.
@@ -215,7 +222,9 @@ def test_bundled_weights_with_wrong_sha256_are_refused(tmp_path):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
         )
-    assert zoo.resolve_weights(zoo.get_preset(directory), verify_sha256=False) == weights
+    assert (
+        zoo.resolve_weights(zoo.get_preset(directory), verify_sha256=False) == weights
+    )
     # Re-saving records the new hash, and the check passes again.
     zoo.save_preset(loaded, directory, overwrite=True)
     zoo.load(directory, weights=True)
@@ -271,7 +280,9 @@ def test_preset_directory_without_config_json(tmp_path):
 def test_corrupt_preset_json_names_the_file(tmp_path, filename, content, match):
     _, directory = _saved_preset(tmp_path)
     (directory / filename).write_bytes(content)
-    with pytest.raises(ValueError, match=rf"Preset file {directory / filename} {match}"):
+    with pytest.raises(
+        ValueError, match=rf"Preset file {directory / filename} {match}"
+    ):
         zoo.load(directory)
     with pytest.raises(ValueError, match="Received: "):
         zoo.describe(directory)
@@ -289,11 +300,14 @@ def test_config_json_of_the_wrong_form(tmp_path):
         zoo.load(directory)
     config_path.write_text(json.dumps({"model": "no_such_net", "config": {}}))
     with pytest.raises(
-        ValueError, match=r"config\.json: \"model\" must name a registered.*"
-        r"Received: model='no_such_net'"
+        ValueError,
+        match=r"config\.json: \"model\" must name a registered.*"
+        r"Received: model='no_such_net'",
     ):
         zoo.load(directory, weights=False)
-    config_path.write_text(json.dumps({"model": "pixelcnn", "config": {"hidden_maps": "x"}}))
+    config_path.write_text(
+        json.dumps({"model": "pixelcnn", "config": {"hidden_maps": "x"}})
+    )
     with pytest.raises(
         ValueError,
         match=rf"Preset 'mine' \(\"config\" in {config_path}\) does not build: "
@@ -303,9 +317,13 @@ def test_config_json_of_the_wrong_form(tmp_path):
 
 
 def test_name_or_path_must_be_a_string_or_path():
-    with pytest.raises(TypeError, match=r"`name_or_path` must be .* Received: name_or_path=None"):
+    with pytest.raises(
+        TypeError, match=r"`name_or_path` must be .* Received: name_or_path=None"
+    ):
         zoo.load(None)
-    with pytest.raises(ValueError, match=r"Unknown preset ''\..*Received: name_or_path=''"):
+    with pytest.raises(
+        ValueError, match=r"Unknown preset ''\..*Received: name_or_path=''"
+    ):
         zoo.load("")
 
 
@@ -314,7 +332,8 @@ def test_weights_argument_errors(tmp_path):
         zoo.load("test_pixelcnn", weights=1)
     missing = tmp_path / "missing.weights.h5"
     with pytest.raises(
-        FileNotFoundError, match=rf"{missing} is not a file\. Received: weights='{missing}'"
+        FileNotFoundError,
+        match=rf"{missing} is not a file\. Received: weights='{missing}'",
     ):
         zoo.load("test_pixelcnn", weights=str(missing))
     with pytest.raises(ValueError, match=r"Received: overrides=\['hidden_maps'\]"):
@@ -353,7 +372,9 @@ def test_download_errors_name_the_url(tmp_path, monkeypatch, kind):
     with pytest.raises(ConnectionError) as info:
         zoo.load(directory, weights=True)
     message = str(info.value)
-    assert f"from {url}:" in message and message.endswith(f"Received: weights_url={url!r}")
+    assert f"from {url}:" in message and message.endswith(
+        f"Received: weights_url={url!r}"
+    )
     assert isinstance(info.value, OSError)
     assert not list((tmp_path / "cache").rglob("*.part"))
 
@@ -373,5 +394,7 @@ def test_weights_url_scheme_and_missing_sha256(tmp_path):
     meta.update(weights_url="https://example.org/w.h5")
     meta.pop("sha256", None)
     (directory / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"refusing to load unverified.*Received: weights_url="):
+    with pytest.raises(
+        ValueError, match=r"refusing to load unverified.*Received: weights_url="
+    ):
         zoo.load(directory)

@@ -18,6 +18,15 @@ from keras import ops
 
 from pixel_keras import losses, sampling
 
+try:  # Keras' shape-inference scope (`compute_output_spec`); private API.
+    from keras.src.backend.common.symbolic_scope import (
+        in_symbolic_scope as _in_symbolic_scope,
+    )
+except ImportError:  # pragma: no cover - other Keras versions
+
+    def _in_symbolic_scope():
+        return False
+
 
 def _jit(fn, jit_compile=False):
     """Compiles `fn` with the active backend's tracer (graph or XLA).
@@ -77,6 +86,64 @@ def _is_symbolic(x):
     return False
 
 
+def _static_shape(x):
+    """The shape as a tuple of ints, None where unknown (never a tensor)."""
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _dtype_name(value):
+    """The standardized dtype name of an array-like, or NumPy's own name
+    (e.g. `<U1`, `object`) for dtypes Keras does not know."""
+    dtype = getattr(value, "dtype", None)
+    try:
+        return keras.backend.standardize_dtype(dtype)
+    except ValueError:
+        return str(dtype)
+
+
+def check_batch_size(batch_size):
+    """Raises ValueError unless `batch_size` is an int >= 1 (not a bool)."""
+    if not sampling.is_int(batch_size) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
+        )
+
+
+def check_known_mask(mask, shape, name="mask"):
+    """Checks a completion mask (1/True = known) and returns it as bool.
+
+    The mask must have `shape` and be boolean, or numeric with every value
+    exactly 0 or 1 (a float mask of 0.5 is not "half known").
+
+    Raises:
+        ValueError: what must hold and what was received.
+    """
+    if not hasattr(mask, "shape"):
+        mask = np.asarray(mask)
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"`{name}` (the known mask) must have the shape of the images, "
+            f"{tuple(shape)}. "
+            f"Received: {name}.shape={tuple(mask.shape)}"
+        )
+    values = np.asarray(ops.convert_to_numpy(mask))
+    if values.dtype == bool:
+        return values
+    if values.dtype.kind not in "iuf":
+        raise ValueError(
+            f"`{name}` must be boolean, or numbers that are all 0 (draw) or "
+            f"1 (keep). Received: {name}.dtype={_dtype_name(values)}"
+        )
+    bad = values[(values != 0) & (values != 1)]
+    if bad.size:
+        raise ValueError(
+            f"`{name}` must be boolean, or numbers that are all 0 (draw) or "
+            f"1 (keep). Received: {name} of dtype {values.dtype} with "
+            f"{bad.size} value(s) other than 0 and 1, e.g. {bad.flat[0].item()!r}"
+        )
+    return values.astype(bool)
+
+
 class AutoregressiveImageModel(keras.Model):
     """Base class: likelihood, bits/dim and sampling for pixel models.
 
@@ -105,9 +172,12 @@ class AutoregressiveImageModel(keras.Model):
         Raises:
             ValueError: what must hold and what was received.
         """
-        if isinstance(images, (list, tuple)):
-            images = np.asarray(images)
-        dtype = keras.backend.standardize_dtype(getattr(images, "dtype", None))
+        if not hasattr(images, "shape") or isinstance(images, (list, tuple)):
+            try:
+                images = np.asarray(images)
+            except ValueError:  # ragged nesting
+                images = np.asarray(images, dtype=object)
+        dtype = _dtype_name(images)
         if "int" not in dtype:
             raise ValueError(
                 f"`{name}` must be integer images with values in "
@@ -115,7 +185,7 @@ class AutoregressiveImageModel(keras.Model):
                 "the model scales them itself. "
                 f"Received: {name}.dtype={dtype}"
             )
-        shape = tuple(ops.shape(images))
+        shape = _static_shape(images)
         if len(shape) != 4:
             raise ValueError(
                 f"`{name}` must have rank 4 [batch, height, width, channels]. "
@@ -127,6 +197,11 @@ class AutoregressiveImageModel(keras.Model):
                 f"(height, width, channels) for this model. "
                 f"Received: {name}.shape={shape}"
             )
+        if shape[0] == 0:
+            raise ValueError(
+                f"`{name}` must hold at least one image (batch size >= 1). "
+                f"Received: {name}.shape={shape}"
+            )
         if not _is_symbolic(images):
             values = ops.convert_to_numpy(images)
             if values.size:
@@ -135,7 +210,7 @@ class AutoregressiveImageModel(keras.Model):
                     raise ValueError(
                         f"`{name}` values must lie in [0, {self.num_levels - 1}] "
                         f"(num_levels={self.num_levels}). "
-                        f"Received: values in [{low}, {high}]"
+                        f"Received: {name} values in [{low}, {high}]"
                     )
         return images
 
@@ -177,19 +252,33 @@ class AutoregressiveImageModel(keras.Model):
                 f"(shape {(None, *specs[missing[0]].shape[1:])}). "
                 f"Received: {missing[0]}=None"
             )
+        num_classes = getattr(self, "num_classes", None)
         out = {}
         for name, spec in specs.items():
             value = conditions[name]
             event_shape = tuple(spec.shape[1:])
             integer = "int" in keras.backend.standardize_dtype(spec.dtype)
+            raw = value
             if not _is_symbolic(value):
-                value = np.asarray(ops.convert_to_numpy(value))
-            dtype = keras.backend.standardize_dtype(value.dtype)
+                try:
+                    value = np.asarray(ops.convert_to_numpy(value))
+                except (ValueError, TypeError):  # ragged or unconvertible
+                    value = np.asarray(None)
+            dtype = _dtype_name(value)
             if integer and "int" not in dtype:
+                what = "integers"
+                if name == "class_label" and num_classes:
+                    what = f"integers in [0, {num_classes - 1}]"
                 raise ValueError(
-                    f"`{name}` must be integers. Received: {name}.dtype={dtype}"
+                    f"`{name}` must be {what}. "
+                    f"Received: {name}={raw!r:.80} (dtype {dtype})"
                 )
-            shape = tuple(ops.shape(value))
+            if not integer and not any(k in dtype for k in ("int", "float", "bool")):
+                raise ValueError(
+                    f"`{name}` must be numbers (it is fed as float32). "
+                    f"Received: {name}={raw!r:.80} (dtype {dtype})"
+                )
+            shape = _static_shape(value)
             if (
                 shape == event_shape
                 and num_images is not None
@@ -200,20 +289,21 @@ class AutoregressiveImageModel(keras.Model):
             if (
                 len(shape) != len(event_shape) + 1
                 or tuple(shape[1:]) != event_shape
-                or (shape[0] is not None and shape[0] != num_images)
+                or (
+                    None not in (shape[0], num_images) and shape[0] != num_images
+                )
             ):
                 raise ValueError(
                     f"`{name}` must have shape {(num_images, *event_shape)} "
                     f"(one per image) or {event_shape}. "
                     f"Received: {name}.shape={shape}"
                 )
-            num_classes = getattr(self, "num_classes", None)
             if name == "class_label" and num_classes and not _is_symbolic(value):
                 if value.size and (value.min() < 0 or value.max() >= num_classes):
                     raise ValueError(
                         f"`class_label` values must lie in [0, {num_classes - 1}] "
-                        f"(num_classes={num_classes}). Received: values in "
-                        f"[{int(value.min())}, {int(value.max())}]"
+                        f"(num_classes={num_classes}). Received: class_label "
+                        f"values in [{int(value.min())}, {int(value.max())}]"
                     )
             if not _is_symbolic(value):
                 value = value.astype("int32" if integer else "float32")
@@ -225,6 +315,58 @@ class AutoregressiveImageModel(keras.Model):
         if not conditions:
             return images
         return {"images": images, **conditions}
+
+    # ---- direct calls --------------------------------------------------
+    def validate_inputs(self, inputs):
+        """Checks a model input: images, or a dict with `images` and conditions.
+
+        Concrete inputs (NumPy, eager tensors) get every check of
+        `validate_images` and `validate_conditions`, values included;
+        symbolic ones (Keras `fit`/`evaluate`/`predict`, any `tf.function`
+        or `jax.jit`) the static ones only (dtype, rank, shape), so the
+        compiled path costs nothing per step and trusts its values.
+
+        Returns:
+            The input with its conditions standardized (int32/float32, one
+            condition without batch axis repeated for every image).
+        """
+        if isinstance(inputs, dict):
+            conditions = dict(inputs)
+            if "images" not in conditions:
+                raise ValueError(
+                    "A dict input must hold the `images` (and the model's "
+                    f"conditions, {list(self.condition_names)}). "
+                    f"Received: keys {sorted(map(str, conditions))}"
+                )
+            images = conditions.pop("images")
+        else:
+            images, conditions = inputs, {}
+        images = self.validate_images(images)
+        conditions = self.validate_conditions(_static_shape(images)[0], **conditions)
+        return self._model_inputs(images, conditions)
+
+    def __call__(self, *args, **kwargs):
+        """`model(inputs, training=...)`, after `validate_inputs(inputs)`.
+
+        Checked here rather than in `call`: Keras compares the input with
+        the model's input spec before `call`, with a message that misreports
+        the shape of a 1-channel input.
+        """
+        inputs = args[0] if args else kwargs.get("inputs")
+        if _in_symbolic_scope() or any(
+            isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(inputs)
+        ):
+            # Shape inference only (`compute_output_spec`, Keras' symbolic
+            # build in `fit`), never data: under a multi-replica
+            # tf.distribute strategy Keras builds from the per-replica batch
+            # reduced with "MEAN", which turns integer images into float64
+            # placeholders. Traced calls on real data are still checked.
+            return super().__call__(*args, **kwargs)
+        if args:
+            args = (self.validate_inputs(args[0]), *args[1:])
+        elif "inputs" in kwargs:
+            kwargs["inputs"] = self.validate_inputs(kwargs["inputs"])
+        return super().__call__(*args, **kwargs)
 
     # ---- training defaults -------------------------------------------
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
@@ -282,9 +424,10 @@ class AutoregressiveImageModel(keras.Model):
             condition: conditional models only: float `[N, D]`.
             condition_map: conditional models only: float `[N, H, W, S]`.
         """
+        check_batch_size(batch_size)
         images = self.validate_images(images)
         conditions = self.validate_conditions(
-            ops.shape(images)[0],
+            _static_shape(images)[0],
             class_label=class_label,
             condition=condition,
             condition_map=condition_map,
@@ -346,10 +489,11 @@ class AutoregressiveImageModel(keras.Model):
             seed: None, an int, or one int per sample (see
                 `sampling.per_sample_seeds`). The same seed gives the same
                 images on every run and backend.
-            temperature: float > 0; logits are divided by it.
+            temperature: a finite number > 0; logits are divided by it.
             conditioned_on: optional `(images, mask)`: integer images and a
-                mask of the same shape (1/True = known). Known sub-pixels are
-                kept, the others drawn given everything before them.
+                mask of the same shape, boolean or all 0/1 (1/True = known).
+                Known sub-pixels are kept, the others drawn given everything
+                before them.
             verbose: 1 shows a progress bar over rows, 0 is silent.
             class_label: conditional models only: int `[num_samples]`, or
                 one int for every sample; fixed during sampling.
@@ -364,7 +508,7 @@ class AutoregressiveImageModel(keras.Model):
         Returns:
             NumPy uint8 images `[num_samples, H, W, C]` (int32 if K > 256).
         """
-        if method not in ("naive", "cached"):
+        if not isinstance(method, str) or method not in ("naive", "cached"):
             raise ValueError(
                 "`method` must be one of {'naive', 'cached'}. "
                 f"Received: method={method!r}"
@@ -374,11 +518,7 @@ class AutoregressiveImageModel(keras.Model):
 
             cached_sampling.cached_sampler(self)  # raises if unsupported
         seeds = sampling.per_sample_seeds(num_samples, seed)
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(
-                "`temperature` must be a number > 0. "
-                f"Received: temperature={temperature!r}"
-            )
+        temperature = sampling.check_temperature(temperature)
         conditions = self.validate_conditions(
             num_samples,
             class_label=class_label,
@@ -397,16 +537,17 @@ class AutoregressiveImageModel(keras.Model):
                     f"Received: conditioned_on={type(conditioned_on).__name__}"
                 )
             given, mask = conditioned_on
-            given = ops.convert_to_numpy(self.validate_images(given, "conditioned_on[0]"))
-            mask = np.asarray(ops.convert_to_numpy(mask))
-            if mask.shape != given.shape or len(given) != num_samples:
+            given = self.validate_images(given, "conditioned_on[0]")
+            given = np.asarray(ops.convert_to_numpy(given))
+            if len(given) != num_samples:
                 raise ValueError(
-                    "`conditioned_on` images and mask must both have shape "
-                    f"{(num_samples, *self.image_shape)}. Received: images "
-                    f"{given.shape}, mask {mask.shape}"
+                    "`conditioned_on[0]` (the images to complete) must hold "
+                    f"num_samples={num_samples} images. "
+                    f"Received: conditioned_on[0].shape={given.shape}"
                 )
+            known = check_known_mask(mask, given.shape, "conditioned_on[1]")
             given = given.reshape(num_samples, num_steps).astype("int32")
-            known = mask.reshape(num_samples, num_steps).astype(bool)
+            known = known.reshape(num_samples, num_steps)
         canvas = np.where(known, given, 0).reshape(num_samples, *self.image_shape)
         canvas = ops.convert_to_tensor(canvas.astype("int32"))
 

@@ -408,3 +408,87 @@ def test_same_numbers_under_jax_backend(tmp_path):
         np.load(tmp_path / "jax_samples.npy"),
         model.sample(2, seed=7, verbose=0, **conditions),
     )
+
+
+# ---- direct calls check conditions; string labels explain themselves -------
+@pytest.mark.parametrize(
+    "label, match",
+    [
+        (
+            np.array([99, 0]),
+            r"`class_label` values must lie in \[0, 2\] \(num_classes=3\)\. "
+            r"Received: class_label values in \[0, 99\]",
+        ),
+        (np.array([-1, 0]), r"Received: class_label values in \[-1, 0\]"),
+        (
+            np.array([0.0, 1.0]),
+            r"`class_label` must be integers in \[0, 2\]\. "
+            r"Received: class_label=array\(\[0\., 1\.\]\) \(dtype float64\)",
+        ),
+        (
+            np.array([0, 1, 2]),
+            r"`class_label` must have shape \(2,\) \(one per image\) or \(\)\. "
+            r"Received: class_label\.shape=\(3,\)",
+        ),
+    ],
+)
+def test_direct_calls_check_conditions(label, match):
+    model = small_model(GRAY, 17, num_classes=3)
+    images = random_images(GRAY, 17, n=2)
+    with pytest.raises(ValueError, match=match):
+        model({"images": images, "class_label": label})
+
+
+def test_direct_calls_need_images_and_the_conditions():
+    model = small_model(GRAY, 17, num_classes=3)
+    images = random_images(GRAY, 17, n=2)
+    with pytest.raises(
+        ValueError,
+        match=r"This model is conditional: `class_label` is required "
+        r"\(shape \(None,\)\)\. Received: class_label=None",
+    ):
+        model(images)
+    with pytest.raises(
+        ValueError,
+        match=r"A dict input must hold the `images` \(and the model's conditions, "
+        r"\['class_label'\]\)\. Received: keys \['class_label', 'image'\]",
+    ):
+        model({"image": images, "class_label": np.array([0, 1])})
+    # One label without batch axis is repeated, as in log_prob.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model({"images": images, "class_label": 2})),
+        keras.ops.convert_to_numpy(
+            model({"images": images, "class_label": np.array([2, 2])})
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "label, received",
+    [
+        ("3", "class_label='3'"),
+        (["a"], r"class_label=\['a'\]"),
+        (b"1", "class_label=b'1'"),
+    ],
+)
+def test_string_class_labels_explain_themselves(label, received):
+    model = small_model(GRAY, 17, num_classes=3)
+    images = random_images(GRAY, 17, n=2)
+    match = rf"`class_label` must be integers in \[0, 2\]\. Received: {received} \("
+    with pytest.raises(ValueError, match=match):
+        model.log_prob(images, class_label=label)
+    with pytest.raises(ValueError, match=match):
+        model.sample(2, class_label=label, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model({"images": images, "class_label": label})
+
+
+def test_string_float_conditions_explain_themselves():
+    model = small_model(GRAY, 17, condition_dim=2)
+    images = random_images(GRAY, 17, n=2)
+    with pytest.raises(
+        ValueError,
+        match=r"`condition` must be numbers \(it is fed as float32\)\. "
+        r"Received: condition=\[\['a', 'b'\]\] \(dtype ",
+    ):
+        model.log_prob(images, condition=[["a", "b"]])

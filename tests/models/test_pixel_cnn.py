@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -256,3 +257,77 @@ def test_loaded_model_is_compiled_with_optimizer_state(tmp_path):
         model.evaluate(images, images, verbose=0),
         rtol=1e-6,
     )
+
+
+# ---- direct calls and empty batches: checked like log_prob ------------------
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (
+            np.full((2, 6, 6, 1), 0.5, "float32"),
+            r"`images` must be integer images with values in \[0, 16\] .* "
+            r"Received: images\.dtype=float32",
+        ),
+        (
+            np.full((2, 6, 6, 1), 17),
+            r"`images` values must lie in \[0, 16\] \(num_levels=17\)\. "
+            r"Received: images values in \[17, 17\]",
+        ),
+        (
+            np.full((2, 6, 6, 1), -3),
+            r"Received: images values in \[-3, -3\]",
+        ),
+        (
+            np.zeros((0, 6, 6, 1), "int32"),
+            r"`images` must hold at least one image \(batch size >= 1\)\. "
+            r"Received: images\.shape=\(0, 6, 6, 1\)",
+        ),
+        (
+            np.full((2, 6, 6, 1), "1"),
+            r"`images` must be integer images .* Received: images\.dtype=<U1",
+        ),
+        (np.zeros((2, 6, 5, 1), "int32"), r"Received: images\.shape=\(2, 6, 5, 1\)"),
+    ],
+)
+def test_direct_calls_check_concrete_inputs(images, match):
+    import tensorflow as tf
+
+    model = small_model((6, 6, 1), 17)
+    with pytest.raises(ValueError, match=match):
+        model(images)
+    if images.dtype.kind in "iuf":
+        with pytest.raises(ValueError, match=match):
+            model(tf.constant(images))  # eager tensors are concrete too
+    with pytest.raises(ValueError, match=match):
+        model.log_prob(images)
+    with pytest.raises(ValueError, match=match):
+        model.bits_per_dim(images)
+
+
+def test_compiled_calls_check_statically_only():
+    """Inside a traced function (fit, evaluate, tf.function) values are not
+    checked (no cost per step); dtype and shape still are, at trace time."""
+    import tensorflow as tf
+
+    model = small_model((6, 6, 1), 17)
+    traced = tf.function(lambda x: model(x))
+    out = traced(tf.constant(np.full((2, 6, 6, 1), 20, "int32")))  # unchecked
+    assert tuple(out.shape) == (2, 6, 6, 1, 17)
+    with pytest.raises(ValueError, match="must be integer images"):
+        traced(tf.zeros((2, 6, 6, 1), tf.float32))
+    with pytest.raises(ValueError, match=r"image shape \(6, 6, 1\)"):
+        traced(tf.zeros((2, 6, 5, 1), tf.int32))
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, True, 2.5, "8"])
+def test_log_prob_batch_size_must_be_an_int_ge_1(batch_size):
+    model = small_model((6, 6, 1), 17)
+    images = random_images((6, 6, 1), 17)
+    with pytest.raises(
+        ValueError,
+        match=rf"`batch_size` must be an int >= 1\. "
+        rf"Received: batch_size={re.escape(repr(batch_size))}$",
+    ):
+        model.log_prob(images, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"`batch_size` must be an int >= 1\."):
+        model.bits_per_dim(images, batch_size=batch_size)
