@@ -204,10 +204,20 @@ def model_spec(name, args):
 
 def setup_keras(args):
     """Process-wide Keras settings; before any model is built."""
-    if args.dtype_policy:
-        import keras
+    import keras
 
-        keras.config.set_dtype_policy(args.dtype_policy)
+    policy = args.dtype_policy
+    if policy == "auto":
+        # What `pixel-keras train` picks on this CPU; a checkout without
+        # `pixel_keras.precision` (before it existed) trains in float32.
+        try:
+            from pixel_keras import precision
+        except ImportError:
+            policy = "float32"
+        else:
+            policy = precision.resolve_policy("auto")
+    if policy:
+        keras.config.set_dtype_policy(policy)
 
 
 def build_pixel_keras(spec, args, images, labels):
@@ -382,9 +392,11 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--dtype-policy",
-        default=None,
-        help="keras.config.set_dtype_policy for ours, e.g. mixed_bfloat16 "
-        "(both sides with --compare); default: Keras' (float32)",
+        default="auto",
+        help="keras.config.set_dtype_policy, e.g. float32 or mixed_bfloat16 "
+        "(both sides with --compare); 'auto' (default): what `pixel-keras "
+        "train` picks on this CPU (pixel_keras.precision), float32 for a "
+        "checkout without that module",
     )
     g = p.add_argument_group(
         "our models' sizes (default: the presets' config.json; these override)"

@@ -135,6 +135,16 @@ def _non_negative_int(text):
     return value
 
 
+def _unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -264,6 +274,40 @@ def _add_train(commands):
     )
     fit.add_argument(
         "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (1e-3)"
+    )
+    fit.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="learning rate after the warm-up: constant, or cosine decay to 0 "
+        "at the last epoch (default: constant)",
+    )
+    fit.add_argument(
+        "--warmup-steps",
+        type=_non_negative_int,
+        default=0,
+        help="linear learning-rate warm-up steps (0)",
+    )
+    fit.add_argument(
+        "--clipnorm",
+        type=_positive_float,
+        help="clip the global gradient norm to this (default: no clipping)",
+    )
+    fit.add_argument(
+        "--ema",
+        type=_unit_interval,
+        metavar="MOMENTUM",
+        help="keep a warmed-up moving average of the weights with this "
+        "momentum (e.g. 0.999): test bits/dim, samples, evaluate and published "
+        "weights use it (default: none)",
+    )
+    fit.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_bfloat16"),
+        default="auto",
+        help="compute precision: auto = bfloat16 where the CPU has native "
+        "bfloat16 (AVX-512 BF16/AMX), else float32; losses, evaluation and "
+        "export are float32 (default: auto)",
     )
     fit.add_argument(
         "--steps-per-epoch",
@@ -545,6 +589,11 @@ def _train(args):
         keep_checkpoints=args.keep_checkpoints,
         data_dir=args.data_dir,
         verbose=args.verbose,
+        precision=args.precision,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        clipnorm=args.clipnorm,
+        ema_momentum=args.ema,
     )
     if args.verbose and history.is_chief:
         last = history.run_history[-1] if history.run_history else {}

@@ -22,11 +22,13 @@ def nll_per_image(images, logits):
         images: integer tensor `[B, H, W, C]` with values in `[0, K - 1]`.
         logits: float tensor `[B, H, W, C, K]`.
     """
-    logits = ops.cast(logits, "float32")
-    targets = ops.cast(images, "int32")
-    log_probs = ops.log_softmax(logits, axis=-1)
-    picked = ops.take_along_axis(log_probs, ops.expand_dims(targets, -1), axis=-1)
-    return -ops.sum(picked, axis=(1, 2, 3, 4))
+    # One fused op on TensorFlow (softmax cross-entropy with integer targets:
+    # no log-softmax tensor kept for the backward pass, no scatter of the
+    # gather's gradient); always in float32, whatever the compute dtype.
+    nll = ops.sparse_categorical_crossentropy(
+        ops.cast(images, "int32"), ops.cast(logits, "float32"), from_logits=True
+    )
+    return ops.sum(nll, axis=(1, 2, 3))
 
 
 def nats_to_bits_per_dim(nats, image_shape):

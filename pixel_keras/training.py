@@ -84,7 +84,9 @@ import time
 import keras
 import numpy as np
 
-from pixel_keras.images import save_image_grid
+from pixel_keras import optimizers
+from pixel_keras import precision as precision_module
+from pixel_keras.images import image_grid, save_image_grid
 
 # Model name -> class (pixel_keras.models.registry). Every class takes
 # `image_shape` and `num_levels` plus its own keyword arguments, and is
@@ -112,7 +114,8 @@ _SAMPLE_NAME = re.compile(r"epoch_\d{3,}\.png")
 # writes; `images.save_image_grid` writes `PATH.tmp-PID.png` and renames it.
 _TMP_NAME = re.compile(r"\.(config\.json|state\.json|epoch_\d{3,}\.keras)\.tmp-\d+-.+")
 _SAMPLE_TMP_NAME = re.compile(r"epoch_\d{3,}\.png\.tmp-\d+\.png")
-_LOG_RUNS = ("train", "validation")  # the TensorBoard callbacks' subdirectories
+# The TensorBoard subdirectories train writes (callbacks; sample grids).
+_LOG_RUNS = ("train", "validation", SAMPLES_DIR)
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -808,8 +811,12 @@ def checkpoint_files(run_dir):
     return found
 
 
-def load_checkpoint(path, compile=False):
+def load_checkpoint(path, compile=False, ema=True):
     """Loads a model from a run directory (its latest checkpoint) or a `.keras` file.
+
+    With `ema=True` (default) and a checkpoint of a run that averaged its
+    weights (`train(ema_momentum=...)`), the model holds the averaged
+    weights: what `evaluate`, `sample` and published presets use.
 
     Raises:
         FileNotFoundError: if there is no such file or no checkpoint yet.
@@ -832,6 +839,7 @@ def load_checkpoint(path, compile=False):
     import zipfile
 
     import pixel_keras.models  # noqa: F401  (registers the model classes)
+    import pixel_keras.optimizers  # noqa: F401  (registers the recipe's Adam)
 
     if not zipfile.is_zipfile(path):
         raise ValueError(
@@ -839,9 +847,13 @@ def load_checkpoint(path, compile=False):
             "be a zip archive written by `model.save`, and this one is not."
         )
     try:
-        return keras.saving.load_model(path, compile=compile)
+        model = keras.saving.load_model(path, compile=compile or ema)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ValueError(f"Checkpoint {path} is corrupt or unreadable: {e}") from e
+    optimizer = getattr(model, "optimizer", None)
+    if ema and optimizer is not None and optimizer.use_ema and optimizer.built:
+        optimizer.finalize_variable_values(model.trainable_variables)
+    return model
 
 
 def read_config(run_dir):
@@ -930,6 +942,40 @@ class TrainingGuard(keras.callbacks.Callback):
         )
 
 
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Inside the block, `model` holds its optimizer's weight average, if any.
+
+    For a model whose optimizer keeps a moving average of the weights
+    (`use_ema`), the average is copied into the model (Keras'
+    `finalize_variable_values`) and the trained weights are put back at the
+    end; otherwise nothing changes.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not optimizer.use_ema or not optimizer.built:
+        yield model
+        return
+    trained = [np.array(v) for v in model.trainable_variables]
+    optimizer.finalize_variable_values(model.trainable_variables)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(model.trainable_variables, trained):
+            variable.assign(value)
+
+
+def _write_image_summary(log_dir, grid, step):
+    """One uint8 image `[H, W, C]` as TensorBoard image summary "samples"."""
+    import tensorflow as tf
+
+    if not hasattr(tf.summary, "image"):  # `tensorboard` is not installed.
+        return
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        tf.summary.image("samples", grid[None], step=step)
+    writer.close()
+
+
 class RunMonitor(keras.callbacks.Callback):
     """After each epoch: report test bits/dim, write samples, checkpoint.
 
@@ -949,6 +995,8 @@ class RunMonitor(keras.callbacks.Callback):
         keep_checkpoints: how many checkpoints to keep.
         elapsed_before: seconds trained before this run (on resume).
         verbose: print one line per epoch.
+        log_dir: TensorBoard directory; each sample grid also goes there as
+            an image summary (`LOG_DIR/samples`, tag "samples"). None: none.
     """
 
     def __init__(
@@ -964,9 +1012,11 @@ class RunMonitor(keras.callbacks.Callback):
         keep_checkpoints=1,
         elapsed_before=0.0,
         verbose=1,
+        log_dir=None,
     ):
         super().__init__()
         self.run_dir = run_dir
+        self.log_dir = log_dir
         self.epochs = epochs
         self.history = list(history)
         self.samples_per_epoch = samples_per_epoch
@@ -995,20 +1045,30 @@ class RunMonitor(keras.callbacks.Callback):
             print(" ".join(parts), flush=True)
         if self.chief:
             if self.samples_per_epoch:
-                images = self.model.sample(
-                    self.samples_per_epoch,
-                    seed=self.sample_seed,
-                    verbose=0,
-                    class_label=sample_class_labels(self.model, self.samples_per_epoch),
-                )
+                with averaged_weights(self.model):
+                    images = self.model.sample(
+                        self.samples_per_epoch,
+                        seed=self.sample_seed,
+                        verbose=0,
+                        class_label=sample_class_labels(
+                            self.model, self.samples_per_epoch
+                        ),
+                    )
+                columns = sample_grid_columns(self.model, self.samples_per_epoch)
                 path = os.path.join(self.run_dir, SAMPLES_DIR, f"epoch_{done:03d}.png")
                 save_image_grid(
                     images,
                     path,
                     num_levels=self.model.num_levels,
-                    columns=sample_grid_columns(self.model, self.samples_per_epoch),
+                    columns=columns,
                     scale=_scale(images),
                 )
+                if self.log_dir is not None:
+                    _write_image_summary(
+                        os.path.join(self.log_dir, SAMPLES_DIR),
+                        image_grid(images, self.model.num_levels, columns),
+                        step=done,
+                    )
             save_checkpoint(
                 self.model,
                 self.run_dir,
@@ -1302,23 +1362,53 @@ def _remove_uncommitted_checkpoints(out_dir, committed):
     return removed
 
 
-def _load_for_resume(path, learning_rate):
-    """Model and Adam state from a checkpoint; call inside the strategy scope.
+def _load_for_resume(path, optimizer):
+    """Model and optimizer state from a checkpoint; call inside the strategy scope.
 
     `keras.saving.load_model(compile=True)` would skip the optimizer: the
     models override `compile()`, and Keras then does not recompile from the
-    saved config. So: load uncompiled, compile, build the optimizer, and load
-    the archive's variables again, the optimizer's included (its step count
-    and moments). The learning rate is then set to `learning_rate`.
+    saved config. So: load uncompiled (the raw weights, not an average),
+    compile with `optimizer` (this run's recipe: learning rate, schedule,
+    clipping, averaging), build it, and load the archive's variables again,
+    the optimizer's included (its step count, moments and weight average).
+    `load_weights` also restores a constant learning rate saved as a
+    variable: the one of `optimizer` is set again afterwards, so `--lr`
+    applies from here on (a schedule is not a saved variable).
     """
-    net = load_checkpoint(path, compile=False)
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    # The rate this run asked for, read before `load_weights` overwrites the
+    # optimizer's learning-rate variable with the saved one.
+    learning_rate = optimizer.get_config()["learning_rate"]
+    net = load_checkpoint(path, compile=False, ema=False)
+    net.compile(optimizer=optimizer)
     net.optimizer.build(net.trainable_variables)
     net.load_weights(path)
-    # `load_weights` restored the saved learning rate too: the one given
-    # applies from here on.
-    net.optimizer.learning_rate = learning_rate
+    if isinstance(learning_rate, (int, float)):
+        net.optimizer.learning_rate = learning_rate
     return net
+
+
+def _check_resume_recipe(recipe, saved_config):
+    """A resumed run keeps the weight averaging it started with."""
+    saved = saved_config.get("ema_momentum")
+    if (saved is None) != (recipe["ema_momentum"] is None):
+        raise ValueError(
+            "Cannot resume with weight averaging switched "
+            f"{'on' if saved is None else 'off'}: the run was started with "
+            f"ema_momentum={saved!r} (--ema). Received: "
+            f"ema_momentum={recipe['ema_momentum']!r}"
+        )
+
+
+def _steps_per_epoch(steps_per_epoch, dataset, train_split, batch_size, data_dir):
+    """Optimizer steps per epoch: as given, or one pass over the split."""
+    if steps_per_epoch is not None:
+        return steps_per_epoch
+    from pixel_keras import data
+
+    size = int(data.load(dataset, train_split, data_dir=data_dir).cardinality())
+    if size < 0:  # Unknown (or infinite) cardinality: count the examples.
+        size = sum(1 for _ in data.load(dataset, train_split, data_dir=data_dir))
+    return max(1, math.ceil(size / batch_size))
 
 
 def _check_resume_compatible(model, name, model_config, dataset, saved_config):
@@ -1370,6 +1460,11 @@ def train(
     keep_checkpoints=1,
     data_dir=None,
     verbose="auto",
+    precision="auto",
+    lr_schedule="constant",
+    warmup_steps=0,
+    clipnorm=None,
+    ema_momentum=None,
 ):
     """Trains a model and writes a run directory (see the module docstring).
 
@@ -1412,6 +1507,18 @@ def train(
         keep_checkpoints: how many epoch checkpoints to keep (>= 1).
         data_dir: passed to `pixel_keras.data`.
         verbose: `fit` verbosity ("auto", 0, 1, 2) and epoch lines.
+        precision: "auto" (bfloat16 compute where the CPU has native
+            bfloat16, else float32; `pixel_keras.precision`), "float32" or
+            "mixed_bfloat16". Losses and log-probabilities are float32 in
+            every case; evaluation and export always run in float32.
+        lr_schedule, warmup_steps, clipnorm, ema_momentum: the optimizer
+            recipe (`pixel_keras.optimizers.make_optimizer`): "constant" or
+            "cosine" (to 0 at the end of `epochs`), linear warm-up steps,
+            global gradient-norm clipping, and a warmed-up moving average of
+            the weights. With `ema_momentum`, the per-epoch test bits/dim,
+            the sample grids and `load_checkpoint` (so `evaluate`, `sample`
+            and published weights) use the averaged weights; training itself
+            continues from the raw ones.
 
     Returns:
         The `keras.callbacks.History` of this call; `history.model` is the
@@ -1530,7 +1637,30 @@ def train(
         saved_config = read_config(out_dir) if state is not None else None
         keras.utils.set_random_seed(seed)
 
-        with strategy_scope(strategy):
+        policy = precision_module.resolve_policy(precision)
+        recipe = {
+            "lr_schedule": lr_schedule,
+            "warmup_steps": warmup_steps,
+            "clipnorm": clipnorm,
+            "ema_momentum": ema_momentum,
+        }
+        if state is not None and saved_config is not None:
+            _check_resume_recipe(recipe, saved_config)
+
+        def new_optimizer():
+            return optimizers.make_optimizer(
+                learning_rate,
+                total_steps=epochs
+                * _steps_per_epoch(
+                    steps_per_epoch, dataset, train_split, batch_size, data_dir
+                ),
+                schedule=lr_schedule,
+                warmup_steps=warmup_steps,
+                clipnorm=clipnorm,
+                ema_momentum=ema_momentum,
+            )
+
+        with strategy_scope(strategy), precision_module.policy_scope(policy):
             if state is None:
                 net = make_model(
                     name,
@@ -1538,10 +1668,10 @@ def train(
                     num_levels=info.num_levels,
                     **model_config,
                 )
-                net.compile(optimizer=keras.optimizers.Adam(learning_rate))
+                net.compile(optimizer=new_optimizer())
                 initial_epoch, history, elapsed_before = 0, [], 0.0
             else:
-                net = _load_for_resume(state["checkpoint_path"], learning_rate)
+                net = _load_for_resume(state["checkpoint_path"], new_optimizer())
                 _check_resume_compatible(net, name, model_config, dataset, saved_config)
                 initial_epoch = state["epoch"]
                 history = state.get("history", [])
@@ -1582,6 +1712,8 @@ def train(
             "epochs": epochs,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
+            **recipe,
+            "precision": policy,
             "steps_per_epoch": steps_per_epoch,
             "strategy": type(strategy).__name__ if strategy is not None else None,
             "num_replicas": replicas,
@@ -1648,6 +1780,9 @@ def train(
             keep_checkpoints=keep_checkpoints,
             elapsed_before=elapsed_before,
             verbose=verbose,
+            log_dir=os.path.join(out_dir, LOGS_DIR)
+            if keras.backend.backend() == "tensorflow"
+            else None,
         )
         # Our own progress bar, before the monitor, so that its epoch line
         # follows the bar's; the guard first, so that a NaN loss or an empty
@@ -1657,6 +1792,10 @@ def train(
             log_dir = os.path.join(out_dir, LOGS_DIR)
             callbacks.insert(0, tensorboard_callback(log_dir))
         callbacks.insert(0, TrainingGuard(dataset, train_split))
+        if ema_momentum is not None:
+            # Test bits/dim of the averaged weights (swapped in for
+            # validation only; training continues from the raw weights).
+            callbacks.insert(1, keras.callbacks.SwapEMAWeights())
         if initial_epoch >= epochs:
             if verbose and chief:
                 print(f"{out_dir} is already trained for {initial_epoch} epochs.")

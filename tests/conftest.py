@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `precision="auto"` would train in bfloat16 on CPUs with native bfloat16 and
+# in float32 elsewhere: pin float32 so that no test depends on the CPU model
+# (subprocesses inherit it; tests of bfloat16 ask for it explicitly).
+os.environ["PIXEL_KERAS_PRECISION"] = "float32"
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from pixel_keras.layers.masked_conv2d import MaskedConv2D
+from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
 from pixel_keras.layers.row_lstm import (
     check_image_channels,
     check_units,
@@ -205,8 +205,10 @@ class DiagonalBiLSTM(keras.layers.Layer):
     def call(self, inputs):
         width = inputs.shape[2]
         mirrored = ops.flip(inputs, axis=2)
-        gates = skew(self.input_conv(inputs) + self.bias)  # [B, H, W+H-1, 4h]
-        reverse_gates = skew(self.reverse_input_conv(mirrored) + self.reverse_bias)
+        gates = skew(bias_add(self.input_conv(inputs), self.bias))  # [B, H, W+H-1, 4h]
+        reverse_gates = skew(
+            bias_add(self.reverse_input_conv(mirrored), self.reverse_bias)
+        )
         columns = (
             ops.transpose(gates, (2, 0, 1, 3)),  # [W+H-1, B, H, 4h]
             ops.transpose(reverse_gates, (2, 0, 1, 3)),

@@ -54,7 +54,7 @@ stacks, V h for a vector h (a one-hot class, an embedding, ...) and a
 import keras
 from keras import ops
 
-from pixel_keras.layers.masked_conv2d import build_mask
+from pixel_keras.layers.masked_conv2d import bias_add, build_mask
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -303,7 +303,7 @@ class GatedBlock(keras.layers.Layer):
         # row i covers input rows i - k ... i.
         v = ops.pad(vertical, [[0, 0], [k, 0], [k, k], [0, 0]])
         v = ops.conv(v, self.vertical_kernel, padding="valid")  # [B, H, W, 2p]
-        v = v + self.vertical_bias
+        v = bias_add(v, self.vertical_bias)
 
         # Horizontal stack: pad k columns on the left; the centre (rightmost)
         # tap is masked by channel groups.
@@ -312,7 +312,7 @@ class GatedBlock(keras.layers.Layer):
         )
         h = ops.pad(horizontal, [[0, 0], [0, 0], [k, 0], [0, 0]])
         h = ops.conv(h, h_kernel, padding="valid")  # [B, H, W, 2p]
-        h = h + self.horizontal_bias
+        h = bias_add(h, self.horizontal_bias)
 
         if condition is not None:
             condition = ops.cast(condition, v.dtype)
@@ -334,7 +334,7 @@ class GatedBlock(keras.layers.Layer):
         vertical_out = self._gate(v)  # [B, H, W, p]
         gated = self._gate(h)  # [B, H, W, p], grouped like the image
         mask = ops.cast(self.output_mask, self.output_kernel.dtype)
-        out = ops.matmul(gated, self.output_kernel * mask) + self.output_bias
+        out = bias_add(ops.matmul(gated, self.output_kernel * mask), self.output_bias)
         horizontal_out, skip = out[..., : self.filters], out[..., self.filters :]
         if self.residual:
             horizontal_out = horizontal_out + horizontal

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from pixel_keras.layers.masked_conv2d import MaskedConv2D
+from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
 
 
 def lstm_update(pre_activations, cell):
@@ -180,7 +180,7 @@ class RowLSTM(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        gates = self.input_conv(inputs) + self.bias  # [B, H, W, 4h]
+        gates = bias_add(self.input_conv(inputs), self.bias)  # [B, H, W, 4h]
         rows = ops.transpose(gates, (1, 0, 2, 3))  # [H, B, W, 4h]
         zeros = ops.zeros_like(rows[0, :, :, : self.units])  # [B, W, h]
 

@@ -1,0 +1,84 @@
+"""Training precision: float32, or bfloat16 compute where the CPU has it.
+
+Keras' `"mixed_bfloat16"` policy keeps every variable in float32 and computes
+layers in bfloat16. On x86 CPUs with native bfloat16 instructions (AVX-512
+BF16 or AMX-BF16: Intel Sapphire Rapids and later, AMD Zen 4 and later)
+TensorFlow's oneDNN kernels then run the convolutions and matrix products
+several times faster; on CPUs without them (AVX2 only) bfloat16 is emulated
+and slower than float32. `resolve_policy("auto")` picks accordingly.
+
+The loss, the softmax and every log-probability stay in float32
+(`pixel_keras.losses` casts the logits), and so does everything after training: a
+dtype policy is not part of a model's config, so a checkpoint or preset
+loads in float32 (the global default) and `pixel-keras evaluate`, sampling
+and export compute in float32 whatever precision the model was trained in.
+"""
+
+import contextlib
+import functools
+import os
+
+import keras
+
+POLICIES = ("auto", "float32", "mixed_bfloat16")
+
+# /proc/cpuinfo flags of native bfloat16 arithmetic.
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bfloat16():
+    """True if the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX)."""
+    return any(flag in cpu_flags() for flag in _BF16_FLAGS)
+
+
+def resolve_policy(policy="auto"):
+    """The dtype policy name for `policy` ("auto", "float32", "mixed_bfloat16").
+
+    "auto" is "mixed_bfloat16" on the TensorFlow backend when the CPU has
+    native bfloat16 (and no GPU is visible), else "float32". The
+    environment variable `PIXEL_KERAS_PRECISION` ("float32" or
+    "mixed_bfloat16") overrides "auto".
+    """
+    if policy not in POLICIES:
+        raise ValueError(
+            f"`precision` must be one of {POLICIES}. Received: precision={policy!r}"
+        )
+    if policy != "auto":
+        return policy
+    forced = os.environ.get("PIXEL_KERAS_PRECISION", "auto")
+    if forced != "auto":
+        # An override for "auto" (the test suite sets float32, so that no
+        # test depends on the CPU model).
+        return resolve_policy(forced)
+    if keras.backend.backend() != "tensorflow" or not native_bfloat16():
+        return "float32"
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return "float32"
+    return "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def policy_scope(policy):
+    """Sets Keras' global dtype policy to `policy` inside the block."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -1,0 +1,214 @@
+"""The training recipe and the speed levers: fused NLL, bits/dim from the loss,
+the bias gradient as a matrix product, bfloat16 precision, the optimizer
+(warm-up/cosine schedule, clipping, a warmed-up weight average)."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from pixel_keras import losses, optimizers, precision, zoo
+from pixel_keras.layers.masked_conv2d import bias_add
+
+
+def _images(model, n, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.randint(0, model.num_levels, (n, *model.image_shape)).astype("int32")
+
+
+# ---- speed levers: same numbers ------------------------------------------
+def test_nll_equals_log_softmax_gather():
+    rng = np.random.RandomState(0)
+    logits = rng.normal(size=(3, 4, 5, 2, 7)).astype("float32") * 3
+    images = rng.randint(0, 7, (3, 4, 5, 2))
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_probs, images[..., None], -1).sum((1, 2, 3, 4))
+    got = ops.convert_to_numpy(losses.nll_per_image(images, logits))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_bias_add_value_and_gradients_equal_a_plain_add():
+    rng = np.random.RandomState(1)
+    x = rng.normal(size=(2, 3, 4, 5)).astype("float32")
+    b = rng.normal(size=(5,)).astype("float32")
+    w = rng.normal(size=(2, 3, 4, 5)).astype("float32")
+    np.testing.assert_allclose(ops.convert_to_numpy(bias_add(x, b)), x + b, rtol=1e-6)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        xt, bt = tf.constant(x), tf.constant(b)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([xt, bt])
+            ours = tf.reduce_sum(bias_add(xt, bt) * w)
+            plain = tf.reduce_sum((xt + bt) * w)
+        for a, c in zip(tape.gradient(ours, [xt, bt]), tape.gradient(plain, [xt, bt])):
+            np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-5)
+    else:
+        import jax
+
+        def f(fn):
+            return jax.grad(lambda x, b: (fn(x, b) * w).sum(), argnums=(0, 1))(x, b)
+
+        for a, c in zip(f(bias_add), f(lambda x, b: x + b)):
+            np.testing.assert_allclose(
+                np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-5
+            )
+
+
+def test_default_metric_is_bits_per_dim_derived_from_the_loss():
+    model = zoo.load("test_pixelcnn", weights=False)
+    x = _images(model, 8)
+    model.compile(optimizer="adam")
+    assert model.get_compile_config()["metrics"] == "auto"
+    logs = model.fit(x, x, batch_size=4, epochs=1, validation_data=(x, x), verbose=0)
+    logs = {k: v[0] for k, v in logs.history.items()}
+    dims = math.prod(model.image_shape) * math.log(2.0)
+    assert logs["bits_per_dim"] == pytest.approx(logs["loss"] / dims, rel=1e-6)
+    assert logs["val_bits_per_dim"] == pytest.approx(
+        float(np.mean(model.bits_per_dim(x))), rel=1e-5
+    )
+
+
+def test_explicit_metrics_and_regularizers_keep_the_metric():
+    model = zoo.load("test_pixelcnn", weights=False)
+    model.compile(optimizer="adam", metrics=[losses.BitsPerDim()])
+    assert not model._bits_per_dim_from_loss
+    x = _images(model, 4)
+    logs = model.fit(x, x, batch_size=4, epochs=1, verbose=0).history
+    assert "bits_per_dim" in logs
+
+
+# ---- precision ---------------------------------------------------------------
+def test_resolve_policy(monkeypatch):
+    assert precision.resolve_policy("float32") == "float32"
+    assert precision.resolve_policy("mixed_bfloat16") == "mixed_bfloat16"
+    monkeypatch.setenv("PIXEL_KERAS_PRECISION", "mixed_bfloat16")
+    assert precision.resolve_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setenv("PIXEL_KERAS_PRECISION", "auto")
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: False)
+    assert precision.resolve_policy("auto") == "float32"
+    with pytest.raises(
+        ValueError, match=r"must be one of .* Received: precision='fp16'"
+    ):
+        precision.resolve_policy("fp16")
+
+
+def test_policy_scope_restores_the_global_policy():
+    before = keras.config.dtype_policy().name
+    with precision.policy_scope("mixed_bfloat16"):
+        model = zoo.load("test_pixelcnn", weights=False)
+    assert keras.config.dtype_policy().name == before
+    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {
+        "mixed_bfloat16"
+    }
+    x = _images(model, 2)
+    # Losses stay float32; a saved model comes back in float32.
+    assert ops.convert_to_numpy(model.log_prob(x)).dtype == np.float32
+
+
+# ---- optimizer ----------------------------------------------------------------
+def test_weight_average_warms_up():
+    var = keras.Variable(np.zeros(3, "float32"))
+    opt = optimizers.Adam(0.1, use_ema=True, ema_momentum=0.999)
+    opt.build([var])
+    average = opt._model_variables_moving_average[0]
+    for step in range(3):
+        before = np.array(average)
+        opt.apply([np.ones(3, "float32")], [var])
+        momentum = min(0.999, (1 + step) / (10 + step))
+        expected = momentum * before + (1 - momentum) * np.array(var)
+        np.testing.assert_allclose(np.array(average), expected, rtol=1e-5)
+    # Keras' fixed momentum, for comparison: the average barely moves.
+    fixed = optimizers.Adam(0.1, use_ema=True, ema_momentum=0.999, ema_warmup=False)
+    assert fixed.get_config()["ema_warmup"] is False
+    clone = optimizers.Adam.from_config(opt.get_config())
+    assert clone.ema_warmup is True and clone.ema_momentum == 0.999
+
+
+def test_learning_rate_schedules():
+    assert optimizers.learning_rate_schedule(0.01, 100) == 0.01
+    cosine = optimizers.learning_rate_schedule(0.01, 110, "cosine", warmup_steps=10)
+    assert float(cosine(0)) == pytest.approx(0.0, abs=1e-9)
+    assert float(cosine(10)) == pytest.approx(0.01, rel=1e-5)
+    assert float(cosine(60)) == pytest.approx(0.005, rel=1e-4)
+    assert float(cosine(110)) == pytest.approx(0.0, abs=1e-7)
+    flat = optimizers.learning_rate_schedule(0.01, 100, "constant", warmup_steps=4)
+    assert float(flat(2)) == pytest.approx(0.005, rel=1e-5)
+    assert float(flat(50)) == pytest.approx(0.01, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"schedule": "linear"},
+            r"`lr_schedule` must be one of .* Received: lr_schedule=",
+        ),
+        ({"warmup_steps": -1}, r"`warmup_steps` must be an int >= 0\. Received: "),
+        ({"clipnorm": 0.0}, r"`clipnorm` must be None or a finite .* Received: "),
+        ({"clipnorm": math.inf}, r"`clipnorm` must be None or a finite .* Received: "),
+        ({"ema_momentum": 1.0}, r"`ema_momentum` must be None or .* Received: "),
+        ({"schedule": "cosine"}, r"needs the run's length\. Received: total_steps"),
+    ],
+)
+def test_make_optimizer_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        optimizers.make_optimizer(1e-3, **kwargs)
+
+
+# ---- the recipe through train() ----------------------------------------------
+@pytest.mark.tf_only
+def test_train_with_the_recipe_and_bfloat16(tmp_path):
+    from pixel_keras import training
+
+    out = str(tmp_path / "run")
+    kwargs = dict(
+        model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
+        batch_size=16,
+        steps_per_epoch=3,
+        train_split="train[:96]",
+        test_split="test[:32]",
+        samples_per_epoch=4,
+        verbose=0,
+        precision="mixed_bfloat16",
+        lr_schedule="cosine",
+        warmup_steps=2,
+        clipnorm=1.0,
+        ema_momentum=0.99,
+    )
+    training.train("pixelcnn", "digits", out, epochs=1, **kwargs)
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["precision"] == "mixed_bfloat16" and config["ema_momentum"] == 0.99
+    # A sample grid per epoch also goes to TensorBoard.
+    assert os.listdir(os.path.join(out, "logs", "samples"))
+
+    averaged = training.load_checkpoint(out)
+    raw = training.load_checkpoint(out, ema=False)
+    assert {layer.dtype_policy.name for layer in averaged._flatten_layers()} == {
+        "float32"
+    }
+    diffs = [
+        np.abs(a - b).max()
+        for a, b in zip(averaged.get_weights(), raw.get_weights(), strict=True)
+    ]
+    assert max(diffs) > 0  # the average is not the last iterate
+    x = _images(averaged, 4)
+    result = training.evaluate(averaged, x)
+    assert math.isfinite(result["bits_per_dim"])
+
+    history = training.train("pixelcnn", "digits", out, epochs=2, resume=True, **kwargs)
+    assert [h["epoch"] for h in history.run_history] == [1, 2]
+    assert int(history.model.optimizer.iterations.numpy()) == 6
+    with pytest.raises(ValueError, match=r"weight averaging switched off.*Received: "):
+        training.train(
+            "pixelcnn",
+            "digits",
+            out,
+            epochs=3,
+            resume=True,
+            **{**kwargs, "ema_momentum": None},
+        )
