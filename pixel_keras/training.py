@@ -72,7 +72,6 @@ NOTE: Keras 3.15's `fit` does not run under a multi-worker
 """
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -93,6 +92,7 @@ from pixel_keras.images import image_grid, save_image_grid
 # registered with Keras serialization.
 from pixel_keras.models.base import check_batch_size
 from pixel_keras.models.registry import MODELS
+from pixel_keras.zoo import sha256
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -670,14 +670,6 @@ def _remove_quietly(path):
         os.remove(path)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_temp_file(directory, name):
     """Whether `name` is a temporary file `train` writes (see `_tmp_path`)."""
     if os.path.basename(directory) == SAMPLES_DIR:
@@ -734,7 +726,7 @@ def read_state(run_dir):
         raise FileNotFoundError(
             f"{state_path} names checkpoint {checkpoint}, which does not exist."
         )
-    if os.path.getsize(checkpoint) != state.get("size") or _sha256(
+    if os.path.getsize(checkpoint) != state.get("size") or sha256(
         checkpoint
     ) != state.get("sha256"):
         raise ValueError(
@@ -782,7 +774,7 @@ def save_checkpoint(model, run_dir, epoch, history=(), extra=None, keep=1):
         "epoch": epoch,
         "checkpoint": relative,
         "size": os.path.getsize(path),
-        "sha256": _sha256(path),
+        "sha256": sha256(path),
         "history": list(history),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
