@@ -23,7 +23,11 @@ How it works:
   `numpy.random.default_rng([seed, e]).permutation(N)`, `--batch-size` images
   per step, dropping the last partial batch of each epoch. Both models
   therefore see exactly the same batches in the same order.
-- Ours: `model.compile(keras.optimizers.Adam(lr))` with the default loss
+- Ours: the preset's config (`--set KEY=VALUE` overrides single values),
+  built under `--precision` (default auto: bfloat16 compute where the CPU
+  has native bfloat16, as `pixel-keras train` does), compiled with
+  `pixel_keras.optimizers.make_optimizer(lr, ema_momentum=--ema)` and the
+  default loss
   (negative log-likelihood in nats/image), then one `model.fit` call over
   chunks (`steps_per_epoch=--chunk-steps`, one data iterator throughout); a
   callback checks the wall clock after every step and stops training at the
@@ -43,6 +47,12 @@ How it works:
   num_logistic_mix=5`; `dropout_p=0` by default, like our presets), and `num_filters` is chosen so that
   its trainable parameter count is the nearest to the preset's
   (`--tfp-num-filters auto`); both counts are reported.
+- Learning rate (both models): `--warmup-steps` of linear warm-up, then
+  `--lr-schedule` constant or cosine decay to 0 over the wall-clock budget
+  (set before every step from the elapsed time, since the number of steps a
+  budget buys is not known in advance). Ours evaluates the weight average
+  when `--ema` is given (part of our recipe; TFP's tf_keras optimizer keeps
+  none), always with a float32 copy of the model.
 - Budget: the clock starts right before the first training step (it counts
   graph tracing, which both pay) and stops after the last one. Model
   construction, TFP's data-dependent (weight norm) initialization on the
@@ -120,6 +130,29 @@ def _num_filters(text):
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _config_option(text):
+    """`KEY=VALUE` (VALUE as JSON, else a string) -> (key, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE, e.g. num_layers=14. Received: {text!r}"
+        )
+    try:
+        value = json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    return key, value
+
+
+def _momentum(text):
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in (0, 1), received {text!r}"
+        )
+    return value
+
+
 def _dropout(text):
     try:
         value = float(text)
@@ -169,6 +202,45 @@ def parse_args(argv=None):
         "--jit-compile",
         action="store_true",
         help="XLA-compile both training steps (off by default; slower on CPU)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="both models: constant, or cosine decay to 0 over the wall-clock "
+        "budget (the step count is not known in advance)",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="both models: linear learning-rate warm-up over this many steps",
+    )
+    g = p.add_argument_group("ours (the preset)")
+    g.add_argument(
+        "--set",
+        type=_config_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value of the preset's config, e.g. --set num_layers=14 "
+        "(repeatable)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_bfloat16"),
+        default="auto",
+        help="training compute precision, as `pixel-keras train --precision` "
+        "(auto: bfloat16 where the CPU has native bfloat16); evaluation is "
+        "float32. TFP's network trains in float32 (a tf_keras model)",
+    )
+    g.add_argument(
+        "--ema",
+        type=_momentum,
+        default=None,
+        metavar="MOMENTUM",
+        help="evaluate a warmed-up moving average of the weights, as "
+        "`pixel-keras train --ema` (default: none)",
     )
     g = p.add_argument_group("tfp_pixelcnn (PixelCNN++)")
     g.add_argument(
@@ -286,9 +358,14 @@ def run_ours(args, preset, train, test):
 
     from pixel_keras import training, zoo
 
+    from pixel_keras import optimizers, precision
+
     t0 = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
-    model = zoo.load(preset.name, weights=False)
+    config = {**preset.config, **dict(args.set)}
+    policy = precision.resolve_policy(args.precision)
+    with precision.policy_scope(policy):
+        model = training.make_model(preset.model, **config)
     conditional = training.is_class_conditional(model)
     test_images, test_labels = test
     cond = {"class_label": test_labels[:SANITY_IMAGES]} if conditional else {}
@@ -298,7 +375,8 @@ def run_ours(args, preset, train, test):
         f"{preset.name}: initial bits/dim on {SANITY_IMAGES} test images: {init_bpd:.3f}"
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(args.lr), jit_compile=args.jit_compile
+        optimizer=optimizers.make_optimizer(args.lr, ema_momentum=args.ema),
+        jit_compile=args.jit_compile,
     )
 
     def to_keras(batch_images, batch_labels):
@@ -316,6 +394,9 @@ def run_ours(args, preset, train, test):
     clock = _Clock(budget_s, preset.name)
 
     class StopAtBudget(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.model.optimizer.learning_rate.assign(clock.learning_rate(args))
+
         def on_train_batch_end(self, batch, logs=None):
             if clock.step():
                 self.model.stop_training = True
@@ -336,8 +417,13 @@ def run_ours(args, preset, train, test):
 
     log(f"{preset.name}: evaluating on {args.test_split} ({len(test_images)} images)")
     t0 = time.perf_counter()
+    # Evaluation in float32, with the weight average if there is one.
+    with precision.policy_scope("float32"):
+        evaluated = training.make_model(preset.model, **config)
+    with training.averaged_weights(model):
+        evaluated.set_weights(model.get_weights())
     result = training.evaluate(
-        model,
+        evaluated,
         test_images,
         batch_size=args.eval_batch_size,
         class_label=test_labels if conditional else None,
@@ -358,10 +444,14 @@ def run_ours(args, preset, train, test):
         "load_avg_1m": [load_start, load_end],
         "class_conditional": conditional,
         "model": preset.model,
-        "config": preset.config,
+        "config": config,
+        "precision": policy,
+        "ema_momentum": args.ema,
         "trainer": (
-            f"keras.Model.fit, Adam({args.lr}), default loss (NLL, nats/image), "
-            f"jit_compile={args.jit_compile}"
+            f"keras.Model.fit, Adam({args.lr}, {args.lr_schedule} over the "
+            f"budget, {args.warmup_steps} warm-up steps), default loss (NLL, "
+            f"nats/image), jit_compile={args.jit_compile}"
+            + (f", weights averaged (momentum {args.ema})" if args.ema else "")
         ),
     }
 
@@ -381,6 +471,16 @@ class _Clock:
 
     def elapsed(self):
         return time.perf_counter() - self._t0
+
+    def learning_rate(self, args):
+        """The learning rate for the next step (`--lr-schedule`, `--warmup-steps`)."""
+        lr = args.lr
+        if args.warmup_steps:
+            lr *= min(1.0, (self.steps + 1) / args.warmup_steps)
+        if args.lr_schedule == "cosine":
+            progress = min(1.0, self.elapsed() / self.budget_s)
+            lr *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return lr
 
     def step(self):
         """Call after each finished step; True once the budget is used up."""
@@ -521,6 +621,7 @@ def run_tfp(args, target_params, conditional, train, test):
     log(f"{TFP_NAME}: training for {args.minutes} min")
     clock.start()
     while True:
+        optimizer.learning_rate.assign(clock.learning_rate(args))
         loss = train_step(*next(iterator))
         loss.numpy()  # wait for the step before reading the clock
         if clock.step():
@@ -563,7 +664,9 @@ def run_tfp(args, target_params, conditional, train, test):
             "num_filters_chosen": "auto" if predicted is not None else "given",
         },
         "trainer": (
-            f"tf.function + GradientTape, tf_keras Adam({args.lr}), "
+            f"tf.function + GradientTape, tf_keras Adam({args.lr}, "
+            f"{args.lr_schedule} over the budget, {args.warmup_steps} warm-up "
+            "steps), "
             f"-mean(dist.log_prob(x, training=True)) (nats/image), "
             f"jit_compile={args.jit_compile}"
         ),
@@ -609,6 +712,8 @@ def run(args):
         "budget_minutes": args.minutes,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "warmup_steps": args.warmup_steps,
         "optimizer": "Adam",
         "seed": args.seed,
         "jit_compile": args.jit_compile,

@@ -140,7 +140,9 @@ def check_causality(
     """
     height, width, channels = model.image_shape
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, model.num_levels, size=(num_images, height, width, channels))
+    images = rng.integers(
+        0, model.num_levels, size=(num_images, height, width, channels)
+    )
     positions = positions or default_positions(height, width, seed=seed)
     flat_index = np.arange(height * width * channels).reshape(height, width, channels)
     checked = 0
@@ -171,3 +173,106 @@ def check_causality(
                 )
             checked += 1
     return checked
+
+
+def _batch_input_gradient(model, images, targets, conditions=()):
+    """Per-image input gradients, image b of `sum_k logits[b, i_b, j_b, c_b, k]`.
+
+    `targets` is an int array `[N, 3]` of `(i, j, c)`, one per image. Images
+    in a batch are independent, so one backward pass of the selected sum
+    gives every image's own gradient.
+    """
+    sub, rescale = scaled_input_model(model)
+    conditions = _condition_list(model, conditions, len(images))
+    x = keras.ops.convert_to_tensor(
+        keras.ops.convert_to_numpy(rescale(np.asarray(images, "float32")))
+    )
+    selector = np.zeros(np.shape(images), "float32")
+    selector[np.arange(len(targets)), targets[:, 0], targets[:, 1], targets[:, 2]] = 1
+    selector = keras.ops.convert_to_tensor(selector[..., None])
+
+    def objective(x):
+        logits = keras.ops.cast(sub([x, *conditions]), "float32")
+        return keras.ops.sum(logits * selector)
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = objective(x)
+        grad = tape.gradient(value, x)
+    else:
+        import jax
+
+        grad = jax.grad(objective)(x)
+    return keras.ops.convert_to_numpy(grad)
+
+
+def receptive_field(model, conditions=(), seed=0, batch_size=64, num_images=4):
+    """Measures which earlier sub-pixels every output sub-pixel depends on.
+
+    For every output position (i, j, c) the exact input gradient (of a random
+    images, weights as they are) is taken, and compared with the causal
+    context: every sub-pixel before (i, j, c) in raster order. Counts:
+
+    - `rows_above`: outputs that depend on every sub-pixel of rows 0 .. i-1
+      (the issue's "sees the whole image above the current row");
+    - `full_context`: outputs that depend on the whole causal context;
+    - `min_context_fraction`: the smallest share of its causal context that
+      any output sees;
+    - `max_rows_up`: how many rows up the most distant seen pixel is, at
+      worst over the outputs of the last row (a 5 x 5 gated stack of L
+      layers: min(H - 1, 2 L + 1)).
+    Leaks into the future are an error here as in `check_causality`. A
+    sub-pixel counts as seen when the gradient is non-zero for any of
+    `num_images` random images (a ReLU that is off for one image can zero a
+    path that exists).
+
+    Args:
+        model: a pixel-keras model.
+        conditions: as for `input_gradient` (conditional models).
+        seed: the random images.
+        batch_size: outputs measured per backward pass.
+        num_images: random images per output.
+
+    Returns:
+        A dict of the counts above plus `positions` (H * W * C).
+    """
+    height, width, channels = model.image_shape
+    flat = np.arange(height * width * channels).reshape(height, width, channels)
+    targets = np.argwhere(np.ones((height, width, channels), bool))
+    rng = np.random.default_rng(seed)
+    rows_above = full_context = 0
+    min_fraction = 1.0
+    max_rows_up = height
+    for start in range(0, len(targets), batch_size):
+        chunk = targets[start : start + batch_size]
+        seen_any = np.zeros((len(chunk), height, width, channels), bool)
+        for _ in range(num_images):
+            images = rng.integers(
+                0, model.num_levels, size=(len(chunk), height, width, channels)
+            )
+            seen_any |= _batch_input_gradient(model, images, chunk, conditions) != 0
+        grads = seen_any
+        for (i, j, c), seen in zip(chunk, grads):
+            context = flat < flat[i, j, c]
+            if (seen & ~context).any():
+                raise AssertionError(
+                    f"Output (i={i}, j={j}, c={c}) depends on future inputs."
+                )
+            rows_above += bool(seen[:i].all())
+            full_context += bool(seen[context].all())
+            if context.any():
+                min_fraction = min(min_fraction, float(seen[context].mean()))
+            if i == height - 1:
+                seen_rows = np.flatnonzero(seen.any(axis=(1, 2)))
+                up = i - int(seen_rows.min()) if len(seen_rows) else 0
+                max_rows_up = min(max_rows_up, up)
+    return {
+        "positions": int(len(targets)),
+        "rows_above": int(rows_above),
+        "full_context": int(full_context),
+        "min_context_fraction": round(min_fraction, 4),
+        "max_rows_up": int(max_rows_up),
+    }
