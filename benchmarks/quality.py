@@ -356,9 +356,7 @@ def run_ours(args, preset, train, test):
     import numpy as np
     import tensorflow as tf
 
-    from pixel_keras import training, zoo
-
-    from pixel_keras import optimizers, precision
+    from pixel_keras import optimizers, precision, training
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
