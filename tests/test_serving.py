@@ -265,10 +265,10 @@ def test_bad_requests_raise_serving_errors(client, served):
 def test_serve_sample_cli_writes_png(rest_url, tmp_path, capsys):
     import argparse
 
-    from pixel_keras import serving
+    from pixel_keras.cli import serve
 
     parser = argparse.ArgumentParser()
-    serving.add_serve_sample_parser(parser.add_subparsers(dest="command"))
+    serve.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "grid.png"
     args = parser.parse_args(
         [
