@@ -11,9 +11,9 @@ Both expose the signatures written by `pixel_keras.export`:
 ```python
 client = RestClient("http://localhost:8501", model_name="pixelcnn")
 client.log_prob(images)                 # nats per image (serving_default)
-client.sample(seeds=[1, 2, 3])          # whole images, one request
-client.complete(images, known, seeds)   # inpainting
-client.sample_stepwise(seeds=[1, 2])    # H*W*C `sample_step` requests
+client.sample(seed=[1, 2, 3])           # whole images, one request
+client.complete(images, known, seed)    # inpainting
+client.sample_stepwise(seed=[1, 2])     # H*W*C `sample_step` requests
 ```
 
 `sample_stepwise` sends one request per sub-pixel (position 0 ... H*W*C-1,
@@ -21,6 +21,13 @@ raster order, channel fastest) and shows a progress bar; because the noise is
 a function of (seed, position), it returns exactly what `sample` returns for
 the same seeds. `on_step(position, images, probs)` sees each partial canvas
 and the distribution the sub-pixel was drawn from.
+
+The methods' arguments are the signatures' inputs, under the same names
+(`images`, `known`, `position`, `seed`, `temperature`, `class_label`,
+`condition_map`). `seed` is one int per sample, as a sequence (the
+signatures' int64 `seed` [N]); unlike `model.sample(seed=...)` it is never
+None or a single int. Until version 0.2 the methods also take it as
+`seeds=` (the old name), with a `DeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+
+from pixel_keras._deprecation import renamed_argument
 
 __all__ = ["GrpcClient", "RestClient", "ServingConnectionError", "ServingError"]
 
@@ -156,22 +165,24 @@ class _Client:
         out = self.predict("serving_default", inputs)
         return {k: np.asarray(v, "float32") for k, v in out.items()}
 
+    @renamed_argument("seeds", "seed")
     def sample(
-        self, seeds, temperature=1.0, *, class_label=None, condition_map=None
+        self, seed, temperature=1.0, *, class_label=None, condition_map=None
     ) -> np.ndarray:
-        """`sample`: uint8 images `[len(seeds), H, W, C]`, drawn in one request."""
+        """`sample`: uint8 images `[len(seed), H, W, C]`, drawn in one request."""
         inputs = {
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         return np.asarray(self.predict("sample", inputs)["images"], "uint8")
 
+    @renamed_argument("seeds", "seed")
     def complete(
         self,
         images,
         known,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -181,17 +192,18 @@ class _Client:
         inputs = {
             "images": _as_array(images, "uint8", "images", 4),
             "known": _as_array(np.asarray(known) != 0, "uint8", "known", 4),
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         return np.asarray(self.predict("complete", inputs)["images"], "uint8")
 
+    @renamed_argument("seeds", "seed")
     def sample_step(
         self,
         images,
         position,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -201,16 +213,17 @@ class _Client:
         inputs = {
             "images": _as_array(images, "uint8", "images", 4),
             "position": np.int32(position),
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         out = self.predict("sample_step", inputs)
         return np.asarray(out["images"], "uint8"), np.asarray(out["probs"], "float32")
 
+    @renamed_argument("seeds", "seed")
     def sample_stepwise(
         self,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -222,7 +235,7 @@ class _Client:
         """Draws images with one `sample_step` request per sub-pixel.
 
         Args:
-            seeds: one int per sample.
+            seed: one int per sample (a sequence).
             temperature: float > 0.
             class_label, condition_map: conditional models only.
             image_shape: (H, W, C); read from the server's metadata if None.
@@ -230,11 +243,11 @@ class _Client:
             on_step: optional callable `(position, images, probs)`.
 
         Returns:
-            uint8 images, equal to `sample(seeds, temperature)`.
+            uint8 images, equal to `sample(seed, temperature)`.
         """
-        seeds = _as_array(seeds, "int64", "seeds", 1)
+        seed = _as_array(seed, "int64", "seed", 1)
         shape = tuple(image_shape or self.image_shape())
-        canvas = np.zeros((len(seeds), *shape), "uint8")
+        canvas = np.zeros((len(seed), *shape), "uint8")
         steps = math.prod(shape)
         bar = None
         if verbose:
@@ -245,7 +258,7 @@ class _Client:
             canvas, probs = self.sample_step(
                 canvas,
                 position,
-                seeds,
+                seed,
                 temperature,
                 class_label=class_label,
                 condition_map=condition_map,

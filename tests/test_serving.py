@@ -249,6 +249,24 @@ def test_stepwise_sampling_equals_sample(client, served):
     np.testing.assert_array_equal(out, client.sample(seeds, 0.9, class_label=labels))
 
 
+def test_seeds_is_the_deprecated_name_of_seed(client, served):
+    """The clients' methods took `seeds=` before they took `seed=`."""
+    model = served[0]
+    labels = np.array([2, 7], "int32")
+    expected = client.sample(seed=[4, 5], class_label=labels)
+    with pytest.warns(DeprecationWarning, match="`seeds` is deprecated.*`seed`"):
+        got = client.sample(seeds=[4, 5], class_label=labels)
+    np.testing.assert_array_equal(got, expected)
+    canvas = np.zeros((2, *model.image_shape), "uint8")
+    with pytest.warns(DeprecationWarning, match="`seeds`"):
+        got, _ = client.sample_step(canvas, 0, seeds=[4, 5], class_label=labels)
+    np.testing.assert_array_equal(
+        got, client.sample_step(canvas, 0, seed=[4, 5], class_label=labels)[0]
+    )
+    with pytest.raises(TypeError, match="pass only `seed`"):
+        client.complete(canvas, canvas, seed=[1, 2], seeds=[1, 2])
+
+
 def test_bad_requests_raise_serving_errors(client, served):
     from pixel_keras import serving
 
