@@ -32,7 +32,6 @@ None or a single int. Until version 0.2 the methods also take it as
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import numbers
@@ -42,6 +41,7 @@ import urllib.request
 import numpy as np
 
 from pixel_keras._deprecation import renamed_argument
+from pixel_keras._urls import URL_ERRORS, url_error_reason
 
 __all__ = ["GrpcClient", "RestClient", "ServingConnectionError", "ServingError"]
 
@@ -321,15 +321,8 @@ class RestClient(_Client):
             except (ValueError, AttributeError):
                 pass
             raise ServingError(f"{url} ({what}): HTTP {e.code}: {text}") from None
-        except (
-            urllib.error.URLError,
-            http.client.HTTPException,
-            ConnectionError,
-            TimeoutError,
-        ) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-                reason = f"no answer within timeout={self.timeout} s ({reason})"
+        except URL_ERRORS as e:
+            reason = url_error_reason(e, timeout=self.timeout)
             raise ServingConnectionError(
                 f"Could not reach TF Serving at {url} for {what} of model "
                 f"{self.model_name!r}: {reason}. A TF Serving REST endpoint must "

@@ -438,3 +438,21 @@ def test_grpc_client_arguments(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         serving.GrpcClient(**kwargs)
+
+
+def test_url_error_reasons():
+    """One rule for urllib failures (serving's requests, the zoo's downloads)."""
+    import urllib.error
+
+    from pixel_keras._urls import URL_ERRORS, url_error_reason
+
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert isinstance(refused, URL_ERRORS)
+    assert str(url_error_reason(refused)) == "[Errno 111] Connection refused"
+    timed_out = urllib.error.URLError(TimeoutError("timed out"))
+    assert url_error_reason(timed_out, timeout=3) == (
+        "no answer within timeout=3 s (timed out)"
+    )
+    assert str(url_error_reason(timed_out)) == "timed out"
+    missing = urllib.error.HTTPError("http://x/w", 404, "Not Found", {}, None)
+    assert str(url_error_reason(missing)) == "HTTP Error 404: Not Found"
