@@ -589,6 +589,11 @@ ARGUMENT_ERRORS = [
 ]
 
 
+def test_the_tensorflow_free_help_covers_every_command():
+    commands = [name.split() for name in _parser_table(cli.build_parser())]
+    assert sorted([*command, "--help"] for command in commands) == sorted(HELP)
+
+
 def run_cli_process(*args, env=None):
     return subprocess.run(
         [sys.executable, *args],
