@@ -553,24 +553,3 @@ def export_saved_model(
         raise
     shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-# ---- command line (`pixel-keras export`; the parser is in cli.py) ----------
-def export_main(args) -> int:
-    """Runs `pixel-keras export`; returns the exit status."""
-    if args.checkpoint:
-        from pixel_keras import training
-
-        model = training.load_checkpoint(args.checkpoint)
-    else:
-        from pixel_keras import zoo
-
-        weights = args.weights
-        if isinstance(weights, str) and weights.lower() in ("none", "false"):
-            weights = False
-        model = zoo.load(args.preset, weights=weights)
-    path = export_saved_model(
-        model, args.out, version=args.version, overwrite=args.overwrite
-    )
-    print(path)
-    return 0

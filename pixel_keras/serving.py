@@ -11,9 +11,9 @@ Both expose the signatures written by `pixel_keras.export`:
 ```python
 client = RestClient("http://localhost:8501", model_name="pixelcnn")
 client.log_prob(images)                 # nats per image (serving_default)
-client.sample(seeds=[1, 2, 3])          # whole images, one request
-client.complete(images, known, seeds)   # inpainting
-client.sample_stepwise(seeds=[1, 2])    # H*W*C `sample_step` requests
+client.sample(seed=[1, 2, 3])           # whole images, one request
+client.complete(images, known, seed)    # inpainting
+client.sample_stepwise(seed=[1, 2])     # H*W*C `sample_step` requests
 ```
 
 `sample_stepwise` sends one request per sub-pixel (position 0 ... H*W*C-1,
@@ -21,12 +21,17 @@ raster order, channel fastest) and shows a progress bar; because the noise is
 a function of (seed, position), it returns exactly what `sample` returns for
 the same seeds. `on_step(position, images, probs)` sees each partial canvas
 and the distribution the sub-pixel was drawn from.
+
+The methods' arguments are the signatures' inputs, under the same names
+(`images`, `known`, `position`, `seed`, `temperature`, `class_label`,
+`condition_map`). `seed` is one int per sample, as a sequence (the
+signatures' int64 `seed` [N]); unlike `model.sample(seed=...)` it is never
+None or a single int. Until version 0.2 the methods also take it as
+`seeds=` (the old name), with a `DeprecationWarning`.
 """
 
 from __future__ import annotations
 
-import argparse
-import http.client
 import json
 import math
 import numbers
@@ -34,6 +39,9 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+
+from pixel_keras._deprecation import renamed_argument
+from pixel_keras._urls import URL_ERRORS, url_error_reason
 
 __all__ = ["GrpcClient", "RestClient", "ServingConnectionError", "ServingError"]
 
@@ -157,22 +165,24 @@ class _Client:
         out = self.predict("serving_default", inputs)
         return {k: np.asarray(v, "float32") for k, v in out.items()}
 
+    @renamed_argument("seeds", "seed")
     def sample(
-        self, seeds, temperature=1.0, *, class_label=None, condition_map=None
+        self, seed, temperature=1.0, *, class_label=None, condition_map=None
     ) -> np.ndarray:
-        """`sample`: uint8 images `[len(seeds), H, W, C]`, drawn in one request."""
+        """`sample`: uint8 images `[len(seed), H, W, C]`, drawn in one request."""
         inputs = {
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         return np.asarray(self.predict("sample", inputs)["images"], "uint8")
 
+    @renamed_argument("seeds", "seed")
     def complete(
         self,
         images,
         known,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -182,17 +192,18 @@ class _Client:
         inputs = {
             "images": _as_array(images, "uint8", "images", 4),
             "known": _as_array(np.asarray(known) != 0, "uint8", "known", 4),
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         return np.asarray(self.predict("complete", inputs)["images"], "uint8")
 
+    @renamed_argument("seeds", "seed")
     def sample_step(
         self,
         images,
         position,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -202,16 +213,17 @@ class _Client:
         inputs = {
             "images": _as_array(images, "uint8", "images", 4),
             "position": np.int32(position),
-            "seed": _as_array(seeds, "int64", "seeds", 1),
+            "seed": _as_array(seed, "int64", "seed", 1),
             "temperature": np.float32(temperature),
         }
         inputs.update(self._conditions(class_label, condition_map))
         out = self.predict("sample_step", inputs)
         return np.asarray(out["images"], "uint8"), np.asarray(out["probs"], "float32")
 
+    @renamed_argument("seeds", "seed")
     def sample_stepwise(
         self,
-        seeds,
+        seed,
         temperature=1.0,
         *,
         class_label=None,
@@ -223,7 +235,7 @@ class _Client:
         """Draws images with one `sample_step` request per sub-pixel.
 
         Args:
-            seeds: one int per sample.
+            seed: one int per sample (a sequence).
             temperature: float > 0.
             class_label, condition_map: conditional models only.
             image_shape: (H, W, C); read from the server's metadata if None.
@@ -231,11 +243,11 @@ class _Client:
             on_step: optional callable `(position, images, probs)`.
 
         Returns:
-            uint8 images, equal to `sample(seeds, temperature)`.
+            uint8 images, equal to `sample(seed, temperature)`.
         """
-        seeds = _as_array(seeds, "int64", "seeds", 1)
+        seed = _as_array(seed, "int64", "seed", 1)
         shape = tuple(image_shape or self.image_shape())
-        canvas = np.zeros((len(seeds), *shape), "uint8")
+        canvas = np.zeros((len(seed), *shape), "uint8")
         steps = math.prod(shape)
         bar = None
         if verbose:
@@ -246,7 +258,7 @@ class _Client:
             canvas, probs = self.sample_step(
                 canvas,
                 position,
-                seeds,
+                seed,
                 temperature,
                 class_label=class_label,
                 condition_map=condition_map,
@@ -309,15 +321,8 @@ class RestClient(_Client):
             except (ValueError, AttributeError):
                 pass
             raise ServingError(f"{url} ({what}): HTTP {e.code}: {text}") from None
-        except (
-            urllib.error.URLError,
-            http.client.HTTPException,
-            ConnectionError,
-            TimeoutError,
-        ) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-                reason = f"no answer within timeout={self.timeout} s ({reason})"
+        except URL_ERRORS as e:
+            reason = url_error_reason(e, timeout=self.timeout)
             raise ServingConnectionError(
                 f"Could not reach TF Serving at {url} for {what} of model "
                 f"{self.model_name!r}: {reason}. A TF Serving REST endpoint must "
@@ -455,57 +460,3 @@ class GrpcClient(_Client):
             request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
         reply = self._call(self._stub.Predict, request, signature_name)
         return {k: tf.make_ndarray(v) for k, v in reply.outputs.items()}
-
-
-# ---- command line (wired into `pixel-keras serve-sample` by cli.py) ---------
-def add_serve_sample_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds the `serve-sample` command to an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "serve-sample",
-        help="draw samples from a model served by TF Serving into a PNG grid",
-        description="Ask a TF Serving instance (REST or gRPC) for samples of an "
-        "exported pixel-keras model and save them as a PNG grid. --stepwise "
-        "draws one sub-pixel per request (sample_step) with a progress bar; "
-        "the result equals the one-request `sample` for the same seeds.",
-    )
-    p.add_argument("output", metavar="PNG", help="where to write the image grid")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--url", default=None, help="REST root (default: http://localhost:8501)"
-    )
-    where.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC at HOST:PORT")
-    p.add_argument("--model-name", default="pixel", help="model name (default: pixel)")
-    p.add_argument("--version", type=int, default=None, help="(default: latest)")
-    p.add_argument("--num-samples", type=int, default=4, help="(default: 4)")
-    p.add_argument("--seed", type=int, default=0, help="seeds are SEED, SEED+1, ...")
-    p.add_argument("--temperature", type=float, default=1.0, help="(default: 1.0)")
-    p.add_argument("--class-label", type=int, default=None, help="conditional models")
-    p.add_argument("--num-levels", type=int, default=256, help="(default: 256)")
-    p.add_argument("--stepwise", action="store_true", help="one request per sub-pixel")
-    p.set_defaults(handler=serve_sample_main)
-    return p
-
-
-def serve_sample_main(args) -> int:
-    """Runs `pixel-keras serve-sample`; returns the exit status."""
-    from pixel_keras import images as image_utils
-
-    if args.grpc:
-        client = GrpcClient(args.grpc, args.model_name, args.version)
-    else:
-        client = RestClient(
-            args.url or "http://localhost:8501", args.model_name, args.version
-        )
-    if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1. Received: {args.num_samples}")
-    seeds = np.arange(args.num_samples, dtype="int64") + args.seed
-    labels = None
-    if args.class_label is not None:
-        labels = np.full(args.num_samples, args.class_label, "int32")
-    if args.stepwise:
-        out = client.sample_stepwise(seeds, args.temperature, class_label=labels)
-    else:
-        out = client.sample(seeds, args.temperature, class_label=labels)
-    image_utils.save_image_grid(out, args.output, num_levels=args.num_levels)
-    print(args.output)
-    return 0

@@ -249,6 +249,24 @@ def test_stepwise_sampling_equals_sample(client, served):
     np.testing.assert_array_equal(out, client.sample(seeds, 0.9, class_label=labels))
 
 
+def test_seeds_is_the_deprecated_name_of_seed(client, served):
+    """The clients' methods took `seeds=` before they took `seed=`."""
+    model = served[0]
+    labels = np.array([2, 7], "int32")
+    expected = client.sample(seed=[4, 5], class_label=labels)
+    with pytest.warns(DeprecationWarning, match="`seeds` is deprecated.*`seed`"):
+        got = client.sample(seeds=[4, 5], class_label=labels)
+    np.testing.assert_array_equal(got, expected)
+    canvas = np.zeros((2, *model.image_shape), "uint8")
+    with pytest.warns(DeprecationWarning, match="`seeds`"):
+        got, _ = client.sample_step(canvas, 0, seeds=[4, 5], class_label=labels)
+    np.testing.assert_array_equal(
+        got, client.sample_step(canvas, 0, seed=[4, 5], class_label=labels)[0]
+    )
+    with pytest.raises(TypeError, match="pass only `seed`"):
+        client.complete(canvas, canvas, seed=[1, 2], seeds=[1, 2])
+
+
 def test_bad_requests_raise_serving_errors(client, served):
     from pixel_keras import serving
 
@@ -265,10 +283,10 @@ def test_bad_requests_raise_serving_errors(client, served):
 def test_serve_sample_cli_writes_png(rest_url, tmp_path, capsys):
     import argparse
 
-    from pixel_keras import serving
+    from pixel_keras.cli import serve
 
     parser = argparse.ArgumentParser()
-    serving.add_serve_sample_parser(parser.add_subparsers(dest="command"))
+    serve.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "grid.png"
     args = parser.parse_args(
         [
@@ -420,3 +438,21 @@ def test_grpc_client_arguments(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         serving.GrpcClient(**kwargs)
+
+
+def test_url_error_reasons():
+    """One rule for urllib failures (serving's requests, the zoo's downloads)."""
+    import urllib.error
+
+    from pixel_keras._urls import URL_ERRORS, url_error_reason
+
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    assert isinstance(refused, URL_ERRORS)
+    assert str(url_error_reason(refused)) == "[Errno 111] Connection refused"
+    timed_out = urllib.error.URLError(TimeoutError("timed out"))
+    assert url_error_reason(timed_out, timeout=3) == (
+        "no answer within timeout=3 s (timed out)"
+    )
+    assert str(url_error_reason(timed_out)) == "timed out"
+    missing = urllib.error.HTTPError("http://x/w", 404, "Not Found", {}, None)
+    assert str(url_error_reason(missing)) == "HTTP Error 404: Not Found"

@@ -1,0 +1,48 @@
+"""Argument rules in plain Python, shared by the library and the command line.
+
+Imports neither Keras, TensorFlow nor NumPy, so that `pixel-keras` can check
+its arguments before it loads them (NumPy values are still recognized when
+the caller has NumPy loaded).
+"""
+
+import sys
+
+# Temperatures float32 can divide logits by (sampling runs in float32): the
+# smallest normal float32 and the largest finite one (NumPy's
+# `finfo(float32).tiny` and `.max`). The exported signatures check the same
+# range in the graph.
+MIN_TEMPERATURE = 2.0**-126
+MAX_TEMPERATURE = (2.0 - 2.0**-23) * 2.0**127
+# What a temperature must be (the command line's messages end with it).
+TEMPERATURE_REQUIREMENT = (
+    f"a finite number > 0 (at least {MIN_TEMPERATURE:.4g} and at most "
+    f"{MAX_TEMPERATURE:.4g}, the float32 range the logits are divided in)"
+)
+TEMPERATURE_RULE = f"`temperature` must be {TEMPERATURE_REQUIREMENT}."
+
+
+def is_real_number(value):
+    """True for Python and NumPy ints and floats; bools are not numbers here."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    np = sys.modules.get("numpy")  # Not loaded: `value` is no NumPy scalar.
+    return np is not None and isinstance(value, (np.integer, np.floating))
+
+
+def check_temperature(temperature):
+    """Returns `temperature` as a float after checking it.
+
+    Raises:
+        ValueError: unless it is a finite number > 0 (a real number, not a
+            bool, in `[MIN_TEMPERATURE, MAX_TEMPERATURE]`).
+    """
+    valid = is_real_number(temperature)
+    try:
+        valid = valid and MIN_TEMPERATURE <= float(temperature) <= MAX_TEMPERATURE
+    except OverflowError:  # an int beyond float's range
+        valid = False
+    if not valid:
+        raise ValueError(f"{TEMPERATURE_RULE} Received: temperature={temperature!r}")
+    return float(temperature)
