@@ -244,7 +244,7 @@ def test_train_smoke_checkpoint_resume(tmp_path, monkeypatch, capsys):
     def killed(tmp, path):
         raise KeyboardInterrupt("killed while saving")
 
-    monkeypatch.setattr(training, "_commit", killed)
+    monkeypatch.setattr(training.checkpoints, "_commit", killed)
     with pytest.raises(KeyboardInterrupt):
         training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
     monkeypatch.undo()
@@ -894,7 +894,9 @@ def test_epoch_without_steps_is_refused(tmp_path, monkeypatch):
         ds = make_dataset(dataset, split, *args, **kwargs)
         return ds.take(0) if split.startswith("train") else ds
 
-    monkeypatch.setattr(training, "make_dataset", empty_train_split)
+    from pixel_keras import data
+
+    monkeypatch.setattr(data, "make_dataset", empty_train_split)
     out = str(tmp_path / "run")
     kwargs = {**RUN_KWARGS, "steps_per_epoch": None, "train_split": "train[:8]"}
     with pytest.raises(
