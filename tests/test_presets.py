@@ -1,7 +1,7 @@
 """`from_preset` on model classes (`pixel_keras.models.presets.PresetMixin`).
 
-The classes under test put the mixin first in their bases, which works
-whether or not `AutoregressiveImageModel` already has it.
+The classes under test are subclasses with the mixin last in their bases,
+which works whether or not `AutoregressiveImageModel` already has it.
 """
 
 import warnings
@@ -15,8 +15,8 @@ from pixel_keras.models.presets import PresetMixin
 
 
 def with_presets(cls):
-    """`cls` with `from_preset` (a subclass, so the registry check sees `cls`)."""
-    return type(cls.__name__, (PresetMixin, cls), {})
+    """A subclass of `cls` with `from_preset`."""
+    return type(cls.__name__, (cls, PresetMixin), {})
 
 
 def test_from_preset_builds_the_preset_architecture():
