@@ -47,9 +47,9 @@ out_dir/
   logs/                       TensorBoard
 ```
 
-Checkpoints are crash safe (`checkpoints.py`). Every file is written to a temporary name in its
-final directory, flushed with `fsync`, and moved into place with
-`os.replace` (atomic on POSIX). `state.json` is written last and names the
+Checkpoints are crash safe (`checkpoints.py`). Every file is written to a
+temporary name in its final directory, flushed with `fsync`, and moved into
+place with `os.replace` (atomic on POSIX). `state.json` is written last and names the
 checkpoint it belongs to, with its SHA-256: a run killed at any moment leaves
 either the previous state or the new one, never a half-written checkpoint.
 Stray temporary files from a killed save are removed at the next start, and
