@@ -319,30 +319,11 @@ def resolve_weights(
             "`weights` must be 'auto', True, False or a path. "
             f"Received: weights={weights!r}"
         )
-    bundled = preset.bundled_weights
-    if bundled is not None:
-        expected = preset.metadata.get("sha256")
-        if verify_sha256 and expected:
-            _check_sha256(
-                bundled,
-                expected,
-                f"Weights file {bundled} of preset {preset.name!r}",
-                f"The file is corrupt or was changed after {METADATA_FILE} was "
-                "written. If you are editing this preset, load it with "
-                "`zoo.load(..., verify_sha256=False)` (or `resolve_weights(..., "
-                "verify_sha256=False)`), then record the new hash with "
-                "`zoo.save_preset`.",
-            )
-        return bundled
+    if preset.bundled_weights is not None:
+        return _checked_bundled_weights(preset, verify_sha256)
     url = preset.metadata.get("weights_url")
     if url:
-        scheme = urllib.parse.urlparse(url).scheme
-        if scheme not in ("https", "http", "file"):
-            raise ValueError(
-                f"The weights_url in {preset.path / METADATA_FILE} must be an "
-                f"https, http or file URL. Received: weights_url={url!r}"
-            )
-        return _download(url, preset.metadata.get("sha256"), preset)
+        return _downloaded_weights(preset, url)
     if weights is True:
         raise ValueError(
             f"Preset {preset.name!r} has no trained weights (no {WEIGHTS_FILE} "
@@ -355,6 +336,35 @@ def resolve_weights(
         stacklevel=3,
     )
     return None
+
+
+def _checked_bundled_weights(preset: Preset, verify_sha256: bool) -> Path:
+    """The preset's `model.weights.h5`, checked against its recorded sha256."""
+    bundled = preset.bundled_weights
+    expected = preset.metadata.get("sha256")
+    if verify_sha256 and expected:
+        _check_sha256(
+            bundled,
+            expected,
+            f"Weights file {bundled} of preset {preset.name!r}",
+            f"The file is corrupt or was changed after {METADATA_FILE} was "
+            "written. If you are editing this preset, load it with "
+            "`zoo.load(..., verify_sha256=False)` (or `resolve_weights(..., "
+            "verify_sha256=False)`), then record the new hash with "
+            "`zoo.save_preset`.",
+        )
+    return bundled
+
+
+def _downloaded_weights(preset: Preset, url: str) -> Path:
+    """The file at the preset's `weights_url`, downloaded once and checked."""
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("https", "http", "file"):
+        raise ValueError(
+            f"The weights_url in {preset.path / METADATA_FILE} must be an "
+            f"https, http or file URL. Received: weights_url={url!r}"
+        )
+    return _download(url, preset.metadata.get("sha256"), preset)
 
 
 def _train_hint(preset: Preset) -> str:
