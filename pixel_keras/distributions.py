@@ -41,12 +41,9 @@ def pixel_distribution(logits):
             "`logits` must have rank 5 [B, H, W, C, K]. "
             f"Received: logits.shape={logits.shape}"
         )
-    return tfd.Independent(
-        tfd.Categorical(logits=logits), reinterpreted_batch_ndims=3
-    )
+    return tfd.Independent(tfd.Categorical(logits=logits), reinterpreted_batch_ndims=3)
 
 
 def log_prob(logits, images):
     """Log-likelihood in nats per image, shape `[B]`."""
     return pixel_distribution(logits).log_prob(tf.cast(images, tf.int32))
-

@@ -89,7 +89,7 @@ def train(
     clipnorm=None,
     ema_momentum=None,
 ):
-    """Trains a model and writes a run directory (see the module docstring).
+    """Trains a model and writes a run directory (see `pixel_keras.training`).
 
     Args:
         model: a `MODELS` name, or a config dict `{"model": name, **kwargs}`;
