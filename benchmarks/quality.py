@@ -308,7 +308,7 @@ def fashion_mnist_presets():
 
     return [
         name
-        for name in zoo.list()
+        for name in zoo.list_presets()
         if zoo.get_preset(name).metadata.get("dataset") == DATASET
         and tuple(zoo.get_preset(name).config.get("image_shape") or ()) == IMAGE_SHAPE
     ]

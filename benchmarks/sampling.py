@@ -248,7 +248,7 @@ def parse_args(argv=None):
     else:
         from pixel_keras import zoo
 
-        known = zoo.list()
+        known = zoo.list_presets()
     unknown = sorted(set(args.presets) - set(known))
     if unknown:
         parser.error(f"unknown presets {unknown}; see `pixel-keras zoo list`")

@@ -112,8 +112,11 @@ import tensorflow as tf
 __all__ = [
     "DataUnavailableError",
     "DatasetInfo",
+    "check_data_fits_model",
     "get_info",
+    "image_batches",
     "load",
+    "make_dataset",
     "to_numpy",
 ]
 
@@ -342,6 +345,124 @@ def to_numpy(
 # --------------------------------------------------------------------------
 # Names, splits, binarization
 # --------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Input pipeline (what `pixel_keras.training` feeds `fit` and `evaluate`)
+# ---------------------------------------------------------------------------
+
+
+def check_data_fits_model(model, info, dataset):
+    """Raises ValueError unless data set `info` has the model's images and levels.
+
+    Args:
+        model: a model with `image_shape` and `num_levels`.
+        info: the data set's `get_info(...)`.
+        dataset: its name, for the message.
+    """
+    if tuple(model.image_shape) != tuple(info.image_shape) or (
+        model.num_levels != info.num_levels
+    ):
+        raise ValueError(
+            f"The model expects images {tuple(model.image_shape)} with "
+            f"{model.num_levels} levels; {dataset!r} has "
+            f"{tuple(info.image_shape)} with {info.num_levels}. Received: "
+            f"dataset={dataset!r}"
+        )
+
+
+def make_dataset(
+    dataset,
+    split,
+    batch_size,
+    *,
+    shuffle=False,
+    repeat=False,
+    seed=None,
+    data_dir=None,
+    shuffle_buffer=10_000,
+    class_labels=False,
+):
+    """Batched `tf.data` of `(x, images)` pairs, images int32.
+
+    `x` is the images, or with `class_labels=True` the dict
+    `{"images": images, "class_label": labels}` (int32 `[B]`, the data
+    set's labels) that class-conditional models take.
+
+    Args:
+        dataset: a name for `load`.
+        split: e.g. `"train"`, `"test[:1000]"`.
+        batch_size: global batch size (the last batch may be smaller).
+        shuffle: shuffle examples (reshuffled every epoch) with `seed`.
+        repeat: repeat forever (for a fixed `steps_per_epoch`).
+        seed: shuffle seed.
+        data_dir: passed to `load`.
+        shuffle_buffer: shuffle buffer size.
+        class_labels: also feed the labels as the `class_label` input.
+
+    Raises:
+        ValueError: a bad batch size, or `class_labels` for a data set
+            without labels.
+    """
+    # Lazily: importing `data` loads no Keras model code.
+    from pixel_keras.models.base import check_batch_size
+
+    check_batch_size(batch_size)
+    ds = load(dataset, split, data_dir=data_dir)
+    if class_labels and "labels" not in ds.element_spec:
+        raise ValueError(
+            f"A class-conditional model needs labels, and data set {dataset!r} "
+            "has none. Train an unconditional model (no `num_classes`)."
+        )
+
+    def inputs(example):
+        images = tf.cast(example["images"], tf.int32)
+        if not class_labels:
+            return images
+        return {"images": images, "class_label": tf.cast(example["labels"], tf.int32)}
+
+    ds = ds.map(inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    if class_labels:
+        ds = ds.map(lambda x: (x, x["images"]))
+    else:
+        ds = ds.map(lambda x: (x, x))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def image_batches(dataset, split, batch_size, data_dir, class_label=None):
+    """Yields NumPy `(images, labels)` batches; labels None where there are none."""
+    if isinstance(dataset, (np.ndarray, list, tuple)):
+        images = np.asarray(dataset)
+        labels = None if class_label is None else np.asarray(class_label)
+        for i in range(0, len(images), batch_size):
+            batch_labels = labels
+            if labels is not None and labels.ndim:
+                batch_labels = labels[i : i + batch_size]
+            yield images[i : i + batch_size], batch_labels
+        return
+    if isinstance(dataset, str):
+        dataset = load(dataset, split, data_dir=data_dir)
+
+    def as_dict(x, *_):  # (x, y) pairs: keep x.
+        if not isinstance(x, dict):
+            return {"images": x}
+        out = {"images": x["images"]}
+        for key in ("class_label", "labels"):
+            if key in x:
+                out["labels"] = x[key]
+                break
+        return out
+
+    dataset = dataset.map(as_dict)
+    if dataset.element_spec["images"].shape.rank == 3:
+        dataset = dataset.batch(batch_size)
+    for batch in dataset.as_numpy_iterator():
+        yield batch["images"], batch.get("labels")
 
 
 def _check_name(name: Any) -> None:

@@ -14,8 +14,6 @@ pull in the full `tensorflow` wheel: `pip install --no-deps "tf-keras==2.21.*"`
 (matching your TensorFlow minor version).
 """
 
-import math
-
 import tensorflow as tf
 
 try:
@@ -43,18 +41,9 @@ def pixel_distribution(logits):
             "`logits` must have rank 5 [B, H, W, C, K]. "
             f"Received: logits.shape={logits.shape}"
         )
-    return tfd.Independent(
-        tfd.Categorical(logits=logits), reinterpreted_batch_ndims=3
-    )
+    return tfd.Independent(tfd.Categorical(logits=logits), reinterpreted_batch_ndims=3)
 
 
 def log_prob(logits, images):
     """Log-likelihood in nats per image, shape `[B]`."""
     return pixel_distribution(logits).log_prob(tf.cast(images, tf.int32))
-
-
-def bits_per_dim(logits, images):
-    """Bits per dimension per image: -log_prob / (H * W * C * ln 2)."""
-    images = tf.convert_to_tensor(images)
-    dims = math.prod(images.shape[1:])
-    return -log_prob(logits, images) / (dims * math.log(2.0))

@@ -127,6 +127,30 @@ def test_make_model_registry():
         )
 
 
+def test_registry_create_names_and_model_name():
+    from pixel_keras.models import registry
+
+    assert registry.names() == sorted(registry.MODELS) == sorted(TINY_CONFIGS)
+    model = registry.create("pixelcnn", image_shape=[8, 8, 1], num_levels=17, **TINY)
+    assert type(model) is registry.MODELS["pixelcnn"]
+    assert model.image_shape == (8, 8, 1)
+    assert registry.model_name(model) == registry.model_name(type(model)) == "pixelcnn"
+    # One check for unknown names, whichever entry point.
+    for call in (
+        lambda: registry.create("pixel_rnn"),
+        lambda: registry.model_arguments("pixel_rnn"),
+        lambda: registry.get_model_class(["pixelcnn"]),
+        lambda: training.train("pixel_rnn", "digits", "unused"),
+    ):
+        with pytest.raises(ValueError, match="Unknown model .*Available: diagonal"):
+            call()
+    # Unregistered classes: an error, or (training.model_name) the class name.
+    with pytest.raises(ValueError, match="Dense is not a registered pixel-keras"):
+        registry.model_name(keras.layers.Dense(1))
+    assert training.model_name(keras.layers.Dense(1)) == "Dense"
+    assert registry.model_name(keras.layers.Dense, strict=False) == "Dense"
+
+
 def test_get_strategy_names():
     with pytest.raises(
         ValueError, match="Unknown strategy 'tpu'. Available: auto, default"
@@ -244,7 +268,7 @@ def test_train_smoke_checkpoint_resume(tmp_path, monkeypatch, capsys):
     def killed(tmp, path):
         raise KeyboardInterrupt("killed while saving")
 
-    monkeypatch.setattr(training, "_commit", killed)
+    monkeypatch.setattr(training.checkpoints, "_commit", killed)
     with pytest.raises(KeyboardInterrupt):
         training.train("pixelcnn", "digits", out, epochs=3, resume=True, **kwargs)
     monkeypatch.undo()
@@ -894,7 +918,9 @@ def test_epoch_without_steps_is_refused(tmp_path, monkeypatch):
         ds = make_dataset(dataset, split, *args, **kwargs)
         return ds.take(0) if split.startswith("train") else ds
 
-    monkeypatch.setattr(training, "make_dataset", empty_train_split)
+    from pixel_keras import data
+
+    monkeypatch.setattr(data, "make_dataset", empty_train_split)
     out = str(tmp_path / "run")
     kwargs = {**RUN_KWARGS, "steps_per_epoch": None, "train_split": "train[:8]"}
     with pytest.raises(

@@ -36,7 +36,7 @@ SMALL = {
 
 
 def test_required_presets_exist():
-    names = zoo.list()
+    names = zoo.list_presets()
     for name in REQUIRED:
         assert name in names
     for arch in ARCHITECTURES:
@@ -46,11 +46,21 @@ def test_required_presets_exist():
 
 
 def test_list_pattern():
-    assert zoo.list("*cifar") == sorted(n for n in zoo.list() if n.endswith("cifar"))
-    assert zoo.list("no_such_*") == []
+    assert zoo.list_presets("*cifar") == sorted(
+        n for n in zoo.list_presets() if n.endswith("cifar")
+    )
+    assert zoo.list_presets("no_such_*") == []
 
 
-@pytest.mark.parametrize("name", zoo.list())
+def test_list_is_a_deprecated_alias_of_list_presets():
+    with pytest.warns(DeprecationWarning, match="use `zoo.list_presets`"):
+        list_ = zoo.list
+    assert list_ is zoo.list_presets
+    assert list_("*digits") == zoo.list_presets("*digits")
+    assert list("ab") == ["a", "b"]  # The builtin is no longer shadowed.
+
+
+@pytest.mark.parametrize("name", zoo.list_presets())
 def test_preset_builds_at_real_size_with_recorded_param_count(name):
     preset = zoo.get_preset(name)
     assert zoo.count_params(preset) == preset.metadata["num_params"]
@@ -59,7 +69,7 @@ def test_preset_builds_at_real_size_with_recorded_param_count(name):
     assert (preset.path / "README.md").is_file()
 
 
-@pytest.mark.parametrize("name", zoo.list())
+@pytest.mark.parametrize("name", zoo.list_presets())
 def test_preset_forward_pass_at_test_size(name):
     preset = zoo.get_preset(name)
     channels = preset.config["image_shape"][-1]

@@ -19,7 +19,7 @@ MAX_WEIGHTS_BYTES = 50 * 1024 * 1024
 
 def _trained():
     names = []
-    for name in zoo.list():
+    for name in zoo.list_presets():
         preset = zoo.get_preset(name)
         if preset.metadata.get("sha256"):
             names.append(name)
@@ -30,7 +30,9 @@ TRAINED = _trained()
 
 
 def test_every_fashion_mnist_and_digits_preset_has_weights():
-    expected = {n for n in zoo.list() if n.endswith(("_fashion_mnist", "_digits"))}
+    expected = {
+        n for n in zoo.list_presets() if n.endswith(("_fashion_mnist", "_digits"))
+    }
     assert expected <= set(TRAINED), sorted(expected - set(TRAINED))
 
 

@@ -72,10 +72,10 @@ def run_list(args):
     pattern = args.pattern
     if pattern is not None and not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
-    names = zoo.list(pattern)
+    names = zoo.list_presets(pattern)
     if not names:
         raise UsageError(
-            f"no preset matches {args.pattern!r}. Available: {', '.join(zoo.list())}"
+            f"no preset matches {args.pattern!r}. Available: {', '.join(zoo.list_presets())}"
         )
     header = ("NAME", "MODEL", "DATASET", "IMAGE", "PARAMS", "WEIGHTS")
     rows = [header, *_rows(names)]

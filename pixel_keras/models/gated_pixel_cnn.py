@@ -49,38 +49,6 @@ from pixel_keras.layers.gated_block import GatedBlock
 from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
 
-# Sizes from the paper for ImageNet 32x32 and 64x64: 20 layers of 384 maps,
-# 5 x 5 filters. The paper does not list the output stack; 1024 maps is our
-# reading (as in the PixelRNN paper's natural-image models). The paper gives
-# no separate CIFAR-10 size: 15 layers of 128 maps, 5 x 5 filters is *our*
-# choice. Parameter counts: 119,823,616 (both ImageNet), 10,676,736 (CIFAR).
-PAPER_CONFIGS = {
-    "gated_pixelcnn_imagenet32": dict(
-        image_shape=(32, 32, 3),
-        num_levels=256,
-        num_layers=20,
-        hidden_maps=384,
-        kernel_size=5,
-        output_maps=1024,
-    ),
-    "gated_pixelcnn_imagenet64": dict(
-        image_shape=(64, 64, 3),
-        num_levels=256,
-        num_layers=20,
-        hidden_maps=384,
-        kernel_size=5,
-        output_maps=1024,
-    ),
-    "gated_pixelcnn_cifar10": dict(
-        image_shape=(32, 32, 3),
-        num_levels=256,
-        num_layers=15,
-        hidden_maps=128,
-        kernel_size=5,
-        output_maps=1024,
-    ),
-}
-
 
 def _check_optional_int(arg, value, minimum):
     if value is not None and (

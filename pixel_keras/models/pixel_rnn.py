@@ -67,55 +67,6 @@ from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_com
 
 CELLS = ("row_lstm", "diagonal_bilstm")
 
-# The paper's configurations (Section 5, Table 1 and the text), as
-# `PixelRNN(**config)` keyword arguments, for the zoo to register.
-PAPER_CONFIGS = {
-    "row_lstm_cifar10": dict(
-        cell="row_lstm",
-        image_shape=(32, 32, 3),
-        num_levels=256,
-        hidden_maps=128,
-        num_layers=12,
-        output_maps=1024,
-        kernel_size=3,
-    ),
-    "diagonal_bilstm_cifar10": dict(
-        cell="diagonal_bilstm",
-        image_shape=(32, 32, 3),
-        num_levels=256,
-        hidden_maps=128,
-        num_layers=12,
-        output_maps=1024,
-    ),
-    "diagonal_bilstm_binarized_mnist": dict(
-        cell="diagonal_bilstm",
-        image_shape=(28, 28, 1),
-        num_levels=2,
-        hidden_maps=16,
-        num_layers=7,
-        output_maps=32,
-    ),
-    "row_lstm_imagenet32": dict(
-        cell="row_lstm",
-        image_shape=(32, 32, 3),
-        num_levels=256,
-        hidden_maps=384,
-        num_layers=12,
-        output_maps=1024,
-        kernel_size=3,
-    ),
-    "row_lstm_imagenet64": dict(
-        cell="row_lstm",
-        image_shape=(64, 64, 3),
-        num_levels=256,
-        hidden_maps=512,
-        num_layers=4,
-        output_maps=1024,
-        kernel_size=3,
-        residual=False,
-    ),
-}
-
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class PixelRNN(AutoregressiveImageModel):
@@ -156,7 +107,7 @@ class PixelRNN(AutoregressiveImageModel):
     model.fit(images, images)             # integer images
     model.bits_per_dim(test_images)
     samples = model.sample(16, seed=0)
-    model = PixelRNN(**PAPER_CONFIGS["row_lstm_cifar10"])
+    model = pixel_keras.zoo.load("row_lstm_cifar", weights=False)  # paper size
     ```
 
     Reference:

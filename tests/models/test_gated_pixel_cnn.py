@@ -8,9 +8,26 @@ import keras
 import numpy as np
 import pytest
 
+from pixel_keras import zoo
 from pixel_keras.models import GatedPixelCNN
-from pixel_keras.models.gated_pixel_cnn import PAPER_CONFIGS
 from pixel_keras.testing import check_causality, default_positions, input_gradient
+
+
+def _paper_config(preset):
+    """A zoo preset's config as `GatedPixelCNN(**config)` arguments.
+
+    The paper's sizes are the zoo presets' (zoo/<preset>/config.json).
+    """
+    config = dict(zoo.get_preset(preset).config)
+    config["image_shape"] = tuple(config["image_shape"])
+    return config
+
+
+PAPER_CONFIGS = {
+    "gated_pixelcnn_imagenet32": _paper_config("gated_pixelcnn_imagenet32"),
+    "gated_pixelcnn_imagenet64": _paper_config("gated_pixelcnn_imagenet64"),
+    "gated_pixelcnn_cifar10": _paper_config("gated_pixelcnn_cifar"),
+}
 
 # Few distinct configurations, so the JAX backend compiles few new shapes.
 SMALL = dict(num_layers=2, hidden_maps=8, kernel_size=3, output_maps=16)

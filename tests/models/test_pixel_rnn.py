@@ -8,9 +8,27 @@ import keras
 import numpy as np
 import pytest
 
+from pixel_keras import zoo
 from pixel_keras.models import DiagonalBiLSTMPixelRNN, PixelRNN, RowLSTMPixelRNN
-from pixel_keras.models.pixel_rnn import PAPER_CONFIGS
 from pixel_keras.testing import check_causality, default_positions, input_gradient
+
+
+def _paper_config(preset):
+    """A zoo preset's config as `PixelRNN(**config)` arguments (zoo/*/config.json)."""
+    preset = zoo.get_preset(preset)
+    config = dict(preset.config, cell=preset.model)
+    config["image_shape"] = tuple(config["image_shape"])
+    return config
+
+
+# The paper's sizes (Section 5, Table 1 and the text) are the zoo presets'.
+PAPER_CONFIGS = {
+    "row_lstm_cifar10": _paper_config("row_lstm_cifar"),
+    "diagonal_bilstm_cifar10": _paper_config("diagonal_bilstm_cifar"),
+    "diagonal_bilstm_binarized_mnist": _paper_config("diagonal_bilstm_mnist"),
+    "row_lstm_imagenet32": _paper_config("row_lstm_imagenet32"),
+    "row_lstm_imagenet64": _paper_config("row_lstm_imagenet64"),
+}
 
 CELLS = ["row_lstm", "diagonal_bilstm"]
 SMALL = dict(hidden_maps=8, num_layers=2, output_maps=32)
