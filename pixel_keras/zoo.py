@@ -232,11 +232,14 @@ def model_card(name: str, metadata: dict) -> str:
         ("Test bits/dim", metadata.get("test_bits_per_dim")),
         ("Test nats/image", metadata.get("test_nats_per_image")),
         (
-            "Training command",
+            "Training command"
+            + (" (leg 1; all legs below)" if metadata.get("training_legs") else ""),
             f"`{metadata['training_command']}`"
             if metadata.get("training_command")
             else None,
         ),
+        ("Weights averaging", metadata.get("weights_average")),
+        ("Receptive field (measured)", _receptive_field_text(metadata)),
         (
             "Weights",
             f"included (sha256 `{metadata['sha256']}`)"
@@ -252,9 +255,36 @@ def model_card(name: str, metadata: dict) -> str:
     if training:
         lines += ["", "## Training", "", "| | |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in training.items() if v is not None]
+    legs = metadata.get("training_legs")
+    if legs:
+        lines += [
+            "",
+            "Trained in legs, each resuming the previous one's committed "
+            "checkpoint (`--resume`); every leg's exact command:",
+            "",
+        ]
+        lines += [f"{i}. `{command}`" for i, command in enumerate(legs, 1)]
     if metadata.get("samples"):
         lines += ["", "## Samples", "", f"![samples]({metadata['samples'].split()[0]})"]
     return "\n".join(lines) + "\n"
+
+
+def _receptive_field_text(metadata: dict) -> str | None:
+    """The card's line for `metadata["receptive_field"]` (see `testing.receptive_field`)."""
+    field = metadata.get("receptive_field")
+    if not field:
+        return None
+    n = field["positions"]
+    if field["full_context"] == n:
+        text = f"every output sub-pixel depends on its whole causal context ({n}/{n})"
+    else:
+        text = (
+            f"all rows above the current one: {field['rows_above']}/{n} outputs; "
+            f"the whole causal context: {field['full_context']}/{n}; least share "
+            f"of the causal context seen: {field['min_context_fraction']:.0%}; "
+            f"the last row reaches {field['max_rows_up']} rows up"
+        )
+    return text + " (exact input gradients, `pixel_keras.testing.receptive_field`)"
 
 
 def describe(name_or_path: str | os.PathLike) -> dict:
