@@ -32,9 +32,18 @@ for i in range(H):                                 # `sample_rows`: one call a r
     cache = hooks.finish_row(cache, i)
 ```
 
-The naive method is the same loop with `NaiveHooks`, whose "cache" is the
-canvas and whose logits come from a full forward pass. This module does not
-import the models: the driver receives the model (or any object with the
+Each cached step costs O(layers * k^2 * maps^2), independent of the image
+size, and is exact: it computes the logits a full forward pass computes (up
+to float rounding of a dot product against a convolution) and draws with the
+same noise, so both methods give the same images for the same seeds. The
+naive method is the same loop with `NaiveHooks`, whose "cache" is the canvas
+and whose logits come from a full forward pass.
+
+Everything is `keras.ops` (`fori_loop`, `slice`, `slice_update`), so the
+same loop is compiled by TensorFlow (XLA) and JAX for `model.sample`, and is
+the loop of the exported `sample`/`complete` signatures (`pixel_keras.export`
+passes a `slice_update` made of standard TensorFlow ops). This module does
+not import the models: the driver receives the model (or any object with the
 hooks and `image_shape`).
 """
 
