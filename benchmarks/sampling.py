@@ -12,14 +12,14 @@ python benchmarks/sampling.py --shapes 28x28x1 --full       # whole images, no e
 KERAS_BACKEND=jax python benchmarks/sampling.py             # same on JAX (GPU if any)
 ```
 
-What is measured: the sampler's row function (`sampling.naive_steps` for
-"naive", `cached_sampling` for "cached"; the functions `model.sample` calls,
-compiled the same way) is first called once on row 0 (tracing, compilation,
-not timed), then on rows 1 ... `--rows` (default 2 for naive, 4 for cached),
-timed; images/s = batch / (seconds per row * H). The work per row does not
-depend on the row (except the naive sampler's first and the cached samplers'
-per-row updates, which every timed row includes), so this extrapolates to the
-whole image; `--full` times whole images instead (slow for the naive sampler:
+What is measured: the sampler's row function (`sampling.row_functions`,
+the compiled driver `model.sample` calls: full forward passes for "naive",
+the model's cache hooks for "cached") is first called once on row 0
+(tracing, compilation, not timed), then on rows 1 ... `--rows` (default 2
+for naive, 4 for cached), timed; images/s = batch / (seconds per row * H).
+The work per row does not depend on the row (except the naive sampler's
+first and the cached samplers' per-row updates, which every timed row
+includes), so this extrapolates to the whole image; `--full` times whole images instead (slow for the naive sampler:
 H*W*C full forward passes). Both samplers give the same images for the same
 seeds (tests/test_cached_sampling.py), so only their speed differs.
 
@@ -92,12 +92,16 @@ def build(preset_name, shape):
 
 
 def row_functions(model, method, batch):
-    """`(run_row(row) -> None, finish() -> canvas)` for one batch."""
+    """`(run_row(row) -> None, finish() -> canvas)` for one batch.
+
+    The compiled functions are `sampling.row_functions(model, method)`, the
+    ones `model.sample` runs, called row by row as `sampling.sample_rows`
+    calls them.
+    """
     import numpy as np
     from keras import ops
 
-    from pixel_keras import cached_sampling, sampling
-    from pixel_keras.models.base import _jit_model_fn
+    from pixel_keras import sampling
 
     height, width, channels = model.image_shape
     num_steps = height * width * channels
@@ -111,50 +115,20 @@ def row_functions(model, method, batch):
         labels = np.arange(batch, dtype="int32") % model.num_classes
         conditions = {"class_label": ops.convert_to_tensor(labels)}
     step = width * channels
-
-    def bounds(row):
-        return (
-            ops.convert_to_tensor(np.int32(row * step)),
-            ops.convert_to_tensor(np.int32((row + 1) * step)),
-        )
-
-    if method == "naive":
-
-        def rows(canvas, start, stop, seeds, temperature, given, known, conditions):
-            return sampling.naive_steps(
-                lambda x: model(model._model_inputs(x, conditions), training=False),
-                canvas,
-                start,
-                stop,
-                seeds,
-                temperature,
-                given,
-                known,
-            )
-
-        fn = _jit_model_fn(model, rows)
-        state = [canvas]
-
-        def run_row(row):
-            state[0] = fn(
-                state[0], *bounds(row), seeds, temperature, given, known, conditions
-            )
-
-        return run_row, lambda: ops.convert_to_numpy(state[0])
-
-    sampler = cached_sampling.new_sampler(model)
-
-    def rows(state, start, stop, seeds, temperature, given, known):
-        return sampler.steps(state, start, stop, seeds, temperature, given, known)
-
-    fn = _jit_model_fn(model, rows, jit_compile=True)  # as `sample_rows`
-    start = _jit_model_fn(model, sampler.initial_state)
-    state = [start(canvas, conditions)]
+    functions = sampling.row_functions(model, method)
+    state = [functions.start(canvas, conditions)]
 
     def run_row(row):
-        state[0] = fn(state[0], *bounds(row), seeds, temperature, given, known)
+        start = ops.convert_to_tensor(np.int32(row * step))
+        stop = ops.convert_to_tensor(np.int32((row + 1) * step))
+        state[0] = functions.rows(
+            state[0], start, stop, seeds, temperature, given, known
+        )
 
-    return run_row, lambda: ops.convert_to_numpy(sampler.canvas(state[0]))
+    def finish():
+        return ops.convert_to_numpy(sampling.state_canvas(functions.hooks, state[0]))
+
+    return run_row, finish
 
 
 def measure(model, method, batch, rows, full):
@@ -375,11 +349,19 @@ def compare_shape(name, preset, shape, args, workers, tmp):
     built = {}
     try:
         built["current"] = workers["current"].request(
-            "build", key=key, model=preset["model"], config=config, seed=args.seed,
+            "build",
+            key=key,
+            model=preset["model"],
+            config=config,
+            seed=args.seed,
             save_weights=weights,
         )
         built["ref"] = workers["ref"].request(
-            "build", key=key, model=preset["model"], config=config, seed=args.seed,
+            "build",
+            key=key,
+            model=preset["model"],
+            config=config,
+            seed=args.seed,
             load_weights=weights,
         )
     except _common.WorkerError as e:

@@ -15,9 +15,10 @@ complete         images, known uint8 [N,H,W,C], seed, temperature -> images
 ```
 
 Sampling runs entirely in the graph: `sample` and `complete` are one
-`tf.while_loop` over all H*W*C sub-pixels with the cached sampler
-(`cached_sampling`: per-layer caches, O(1) work per sub-pixel, the same images
-as the naive sampler), and `sample_step` runs one full forward pass. The noise
+`tf.while_loop` over all H*W*C sub-pixels with the cached sampler (the
+model's cache hooks driven by `sampling.run_steps`: O(1) work per sub-pixel,
+the same images as the naive sampler), and `sample_step` runs one full
+forward pass (`sampling.naive_step`). The noise
 is counter-based (`sampling.gumbel_noise`): sample n at step t depends only on
 (seed_n mod 2**32, t), so
 
@@ -48,7 +49,6 @@ loader runs it as is.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -136,7 +136,7 @@ def build_signatures(model) -> dict:
         model: an `AutoregressiveImageModel` (built, TensorFlow backend).
     """
     tf = _tf()
-    from pixel_keras import cached_sampling, distributions, sampling
+    from pixel_keras import distributions, losses, sampling
 
     height, width, channels = (int(d) for d in model.image_shape)
     num_steps = height * width * channels
@@ -334,7 +334,7 @@ def build_signatures(model) -> dict:
         return tf.cast(tf.math.floormod(seed, tf.constant(2**32, tf.int64)), tf.uint32)
 
     def logits_fn(conditions):
-        return lambda x: model(model._model_inputs(x, conditions), training=False)
+        return lambda x: model.logits(x, conditions)
 
     def to_images(canvas):
         return tf.cast(canvas, image_dtype)
@@ -342,9 +342,8 @@ def build_signatures(model) -> dict:
     def log_prob(images, **conditions):
         inputs = checked("images", {"images": images, **conditions})
         values = tf.cast(inputs.pop("images"), tf.int32)
-        logits = model(model._model_inputs(values, inputs), training=False)
-        nats = distributions.log_prob(logits, values)
-        bits = -nats / (num_steps * math.log(2.0))
+        nats = distributions.log_prob(model.logits(values, inputs), values)
+        bits = losses.nats_to_bits_per_dim(-nats, (height, width, channels))
         return {
             "log_prob": tf.identity(nats, name="log_prob"),
             "bits_per_dim": tf.identity(bits, name="bits_per_dim"),
@@ -354,22 +353,23 @@ def build_signatures(model) -> dict:
         """Runs the cached sampler over all sub-pixels (inputs checked)."""
         # The cached sampler (O(1) work per sub-pixel), writing its caches
         # with standard ops so that the graph has no XLA-only ops.
-        sampler = cached_sampling.new_sampler(model, slice_update=_slice_update)
         # Every op of the loop, its constant initial caches included, waits
         # for the checks (`seed` passed them): a loop already running when a
         # check fails would be cancelled, and the request could then report
         # that cancellation instead of the check's message.
         with tf.control_dependencies([seed]), tf.name_scope("cached_sampler"):
-            state = sampler.steps(
-                sampler.initial_state(canvas, conditions),
+            state = sampling.run_steps(
+                model,
+                sampling.initial_state(model, canvas, conditions),
                 tf.constant(0, tf.int32),
                 tf.constant(num_steps, tf.int32),
                 to_seeds(seed),
                 temperature,
                 given,
                 known,
+                slice_update=_slice_update,
             )
-            canvas = sampler.canvas(state)
+            canvas = sampling.state_canvas(model, state)
         return {"images": tf.identity(to_images(canvas), name="images")}
 
     def sample(seed, temperature, **conditions):
@@ -419,20 +419,12 @@ def build_signatures(model) -> dict:
         canvas = tf.cast(inputs.pop("images"), tf.int32)
         position, temperature = inputs.pop("position"), inputs.pop("temperature")
         seeds = to_seeds(inputs.pop("seed"))
-        batch = tf.shape(canvas)[0]
-        logits = logits_fn(inputs)(canvas)
-        logits = tf.reshape(logits, (batch, num_steps, -1))
-        step_logits = tf.gather(logits, position, axis=1)  # [N, K]
-        value = sampling.draw(step_logits, seeds, position, temperature)  # [N]
-        flat = tf.reshape(canvas, (batch, num_steps))
-        here = tf.equal(tf.range(num_steps, dtype=tf.int32), position)[None, :]
-        flat = tf.where(here, value[:, None], flat)
+        canvas, step_logits = sampling.naive_step(
+            logits_fn(inputs), canvas, position, seeds, temperature
+        )
         probs = tf.nn.softmax(tf.cast(step_logits, tf.float32) / temperature, axis=-1)
         return {
-            "images": tf.identity(
-                to_images(tf.reshape(flat, (batch, height, width, channels))),
-                name="images",
-            ),
+            "images": tf.identity(to_images(canvas), name="images"),
             "probs": tf.identity(probs, name="probs"),
         }
 

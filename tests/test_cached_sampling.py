@@ -59,7 +59,7 @@ def run_with_logits(
         given = np.zeros((num_samples, num_steps), "int32")
         known = np.zeros((num_samples, num_steps), bool)
     canvas = np.where(known, given, 0).reshape(num_samples, *model.image_shape)
-    canvas, logits = cached_sampling.sample_with_logits(
+    canvas, logits = sampling.sample_with_logits(
         model,
         ops.convert_to_tensor(canvas.astype("int32")),
         ops.convert_to_tensor(sampling.per_sample_seeds(num_samples, seed)),
@@ -243,14 +243,17 @@ def test_pixel_rnn_completion_matches_naive(cell):
     check_completion(sharpen(rnn((5, 5, 3), cell)), extra_known=[(4, 0)])
 
 
-def test_cached_is_the_default_method():
+def test_cached_is_the_default_method(monkeypatch):
     model = sharpen(rnn((4, 4, 1), "diagonal_bilstm", num_layers=1))
-    model.sample(1, seed=0, verbose=0)
-    assert isinstance(
-        model._cached_sampler, cached_sampling.CachedDiagonalBiLSTMSampler
-    )
+
+    def new_cache(canvas, conditions):
+        raise RuntimeError("cached hooks called")
+
+    monkeypatch.setattr(model, "new_cache", new_cache)
+    with pytest.raises(RuntimeError, match="cached hooks called"):
+        model.sample(1, seed=0, verbose=0)
     assert all(
-        cached_sampling.supports(m)
+        sampling.supports_cached(m) and m.supports_cached_sampling
         for m in (tiny((4, 4, 1)), gated((4, 4, 1)), rnn((4, 4, 1), "row_lstm"))
     )
 
@@ -259,9 +262,38 @@ def test_unsupported_models_raise():
     import keras
 
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    assert not cached_sampling.supports(other)
+    assert not sampling.supports_cached(other)
     with pytest.raises(ValueError, match="use `method='naive'`.*Sequential"):
+        sampling.check_cached(other)
+
+
+def test_deprecated_cached_sampling_module():
+    import keras
+
+    model = tiny((4, 4, 1))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.warns(DeprecationWarning, match="sampling.supports_cached"):
+        assert cached_sampling.supports(model)
+    with pytest.warns(DeprecationWarning):
+        assert not cached_sampling.supports(other)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="naive"):
         cached_sampling.cached_sampler(other)
+    seeds = ops.convert_to_tensor(sampling.per_sample_seeds(2, 3))
+    zeros = np.zeros((2, 16), "int32")
+    args = (
+        ops.convert_to_tensor(np.zeros((2, 4, 4, 1), "int32")),
+        seeds,
+        ops.convert_to_tensor(np.float32(1.0)),
+        ops.convert_to_tensor(zeros),
+        ops.convert_to_tensor(zeros.astype(bool)),
+    )
+    with pytest.warns(DeprecationWarning, match="method=.cached"):
+        rows = cached_sampling.sample_rows(model, *args, verbose=0)
+    with pytest.warns(DeprecationWarning, match="sampling.sample_with_logits"):
+        canvas, _ = cached_sampling.sample_with_logits(model, *args)
+    expected = model.sample(2, seed=3, verbose=0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(rows), expected)
+    np.testing.assert_array_equal(ops.convert_to_numpy(canvas), expected)
 
 
 def test_unknown_method_raises():

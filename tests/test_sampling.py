@@ -9,12 +9,16 @@ from pixel_keras.models import PixelCNN
 
 
 def tiny(shape=(4, 4, 3), num_levels=17):
-    return PixelCNN(shape, num_levels, hidden_maps=8, num_residual_blocks=1, output_maps=16)
+    return PixelCNN(
+        shape, num_levels, hidden_maps=8, num_residual_blocks=1, output_maps=16
+    )
 
 
 def fixed_distribution_model(probs, shape=(3, 3, 1)):
     """A PixelCNN whose every sub-pixel is Categorical(probs), independent."""
-    model = PixelCNN(shape, len(probs), hidden_maps=4, num_residual_blocks=0, output_maps=4)
+    model = PixelCNN(
+        shape, len(probs), hidden_maps=4, num_residual_blocks=0, output_maps=4
+    )
     last = model.get_layer("pixel_cnn_out_conv_2")
     last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
     bias = np.tile(np.log(np.asarray(probs, "float32")), shape[-1])
@@ -51,7 +55,9 @@ def test_completion_keeps_known_sub_pixels():
     out = model.sample(2, seed=1, conditioned_on=(images, mask), verbose=0)
     np.testing.assert_array_equal(out[mask == 1], images[mask == 1])
     # With everything known, nothing changes.
-    full = model.sample(2, seed=1, conditioned_on=(images, np.ones_like(images)), verbose=0)
+    full = model.sample(
+        2, seed=1, conditioned_on=(images, np.ones_like(images)), verbose=0
+    )
     np.testing.assert_array_equal(full, images)
 
 
@@ -121,6 +127,32 @@ def test_naive_sampler_follows_weight_updates():
     np.testing.assert_array_equal(
         model.sample(2, seed=0, verbose=0), fresh.sample(2, seed=0, verbose=0)
     )
+
+
+def test_naive_steps_and_naive_step_reproduce_the_driver():
+    """`naive_steps` (any bounds, not only whole rows) and a loop of
+    `naive_step` draw the images of `model.sample(method="naive")`."""
+    from keras import ops
+
+    model = tiny((3, 3, 2), 17)
+    expected = model.sample(2, seed=4, temperature=0.8, verbose=0, method="naive")
+    seeds = ops.convert_to_tensor(sampling.per_sample_seeds(2, 4))
+    temperature = ops.convert_to_tensor(np.float32(0.8))
+    given = ops.convert_to_tensor(np.zeros((2, 18), "int32"))
+    known = ops.convert_to_tensor(np.zeros((2, 18), bool))
+    canvas = ops.convert_to_tensor(np.zeros((2, 3, 3, 2), "int32"))
+    for start, stop in ((0, 5), (5, 13), (13, 18)):
+        canvas = sampling.naive_steps(
+            model.logits, canvas, start, stop, seeds, temperature, given, known
+        )
+    np.testing.assert_array_equal(ops.convert_to_numpy(canvas), expected)
+    canvas = ops.convert_to_tensor(np.zeros((2, 3, 3, 2), "int32"))
+    for step in range(18):
+        canvas, logits = sampling.naive_step(
+            model.logits, canvas, np.int32(step), seeds, temperature
+        )
+        assert tuple(logits.shape) == (2, 17)
+    np.testing.assert_array_equal(ops.convert_to_numpy(canvas), expected)
 
 
 # ---- bad arguments: what must hold and what was received --------------------

@@ -282,7 +282,7 @@ class GatedBlock(keras.layers.Layer):
                 "horizontal_condition_map_kernel", (maps, 2 * p)
             )
 
-    def _gate(self, x):
+    def gate(self, x):
         """tanh(first half) * sigmoid(second half), `[.., 2p]` -> `[.., p]`."""
         # `ops.split`, not slicing: the gradient of a split is a concatenation,
         # while TensorFlow's strided-slice gradient (zeros + scatter) was the
@@ -339,8 +339,8 @@ class GatedBlock(keras.layers.Layer):
         shifted = ops.pad(above, [[0, 0], [1, 0], [0, 0], [0, 0]])
         h = h + ops.matmul(shifted, self.vertical_to_horizontal_kernel)
 
-        vertical_out = self._gate(v)  # [B, H, W, p]
-        gated = self._gate(h)  # [B, H, W, p], grouped like the image
+        vertical_out = self.gate(v)  # [B, H, W, p]
+        gated = self.gate(h)  # [B, H, W, p], grouped like the image
         mask = ops.cast(self.output_mask, self.output_kernel.dtype)
         out = bias_add(ops.matmul(gated, self.output_kernel * mask), self.output_bias)
         horizontal_out, skip = ops.split(out, [self.filters], axis=-1)

@@ -249,8 +249,30 @@ class MaskedConv2D(keras.layers.Layer):
             self.output_blocks,
         )
 
+    def masked_kernel(self):
+        """The kernel times the mask: what `call` convolves with."""
+        return self.kernel * ops.cast(self.mask, self.kernel.dtype)
+
+    def call_at_pixel(self, patch):
+        """The output at one pixel from its flattened input neighbourhood.
+
+        Args:
+            patch: `[N, kh * kw * in]`, the `kh x kw` input patch centred on
+                the pixel (as "same" padding pads it), row-major, maps last;
+                `[N, in]` for a 1 x 1 convolution.
+
+        Returns:
+            `[N, filters]`, `call`'s output at that pixel (the cached
+            samplers compute one pixel at a time with it).
+        """
+        matrix = ops.reshape(self.masked_kernel(), (-1, self.filters))
+        outputs = ops.matmul(patch, matrix)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs
+
     def call(self, inputs):
-        kernel = self.kernel * ops.cast(self.mask, self.kernel.dtype)
+        kernel = self.masked_kernel()
         if self.kernel_size == (1, 1):
             outputs = ops.matmul(inputs, kernel[0, 0])
         else:

@@ -10,8 +10,6 @@ Conditional models p(x | h) take further named inputs next to `images`
 arguments and pass them on unchanged (fixed during sampling).
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
@@ -26,48 +24,6 @@ except ImportError:  # pragma: no cover - other Keras versions
 
     def _in_symbolic_scope():
         return False
-
-
-def _jit(fn, jit_compile=False):
-    """Compiles `fn` with the active backend's tracer (graph or XLA).
-
-    `jit_compile=True` asks TensorFlow for XLA too (JAX always uses it).
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, reduce_retracing=True, jit_compile=jit_compile or None)
-    if backend == "jax":
-        import jax
-
-        return jax.jit(fn)
-    return fn
-
-
-def _jit_model_fn(model, fn, jit_compile=False):
-    """Like `_jit`, for functions that read `model`'s weights.
-
-    A traced JAX function would bake the weights in as constants, stale after
-    any training step; here they are passed as arguments instead and read
-    through a `keras.StatelessScope`. TensorFlow graphs read variables live.
-    """
-    if keras.backend.backend() != "jax":
-        return _jit(fn, jit_compile)
-    import jax
-
-    variables = list(model.variables)
-
-    def with_values(values, *args):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            return fn(*args)
-
-    compiled = jax.jit(with_values)
-
-    def call(*args):
-        return compiled([v.value for v in variables], *args)
-
-    return call
 
 
 def _is_symbolic(x):
@@ -314,6 +270,16 @@ class AutoregressiveImageModel(keras.Model):
             return images
         return {"images": images, **conditions}
 
+    def logits(self, images, conditions=None):
+        """Logits `[N, H, W, C, K]` of one full forward pass (inference).
+
+        Args:
+            images: int images `[N, H, W, C]`.
+            conditions: dict of the model's conditioning inputs (None or
+                empty for unconditional models).
+        """
+        return self(self._model_inputs(images, conditions), training=False)
+
     # ---- direct calls --------------------------------------------------
     def validate_inputs(self, inputs):
         """Checks a model input: images, or a dict with `images` and conditions.
@@ -493,7 +459,64 @@ class AutoregressiveImageModel(keras.Model):
             condition=condition,
             condition_map=condition_map,
         )
-        return nll / (math.prod(self.image_shape) * math.log(2.0))
+        return losses.nats_to_bits_per_dim(nll, self.image_shape)
+
+    # ---- cached sampling hooks ------------------------------------------
+    # The cached method of `sample` (and of the exported `sample`/`complete`
+    # signatures) computes each layer at the current pixel only, from caches
+    # the model keeps; `pixel_keras.sampling.run_steps` drives these hooks.
+    # A model without them samples with `method="naive"` only. A cache is
+    # any nest of tensors (a `fori_loop` carry). Hooks that write into a
+    # cache do it with `slice_update` (`keras.ops.slice_update` when None;
+    # the SavedModel export passes one made of standard TensorFlow ops).
+
+    @property
+    def supports_cached_sampling(self):
+        """True when the model implements the cached sampling hooks."""
+        return type(self).new_cache is not AutoregressiveImageModel.new_cache
+
+    def new_cache(self, canvas, conditions):
+        """The caches before the first step.
+
+        Args:
+            canvas: int32 `[N, H, W, C]`, known sub-pixels set, zeros elsewhere.
+            conditions: dict of the model's conditioning inputs (tensors).
+
+        Returns:
+            The cache (a nest of tensors).
+
+        Raises:
+            ValueError: the model has no cached sampler.
+        """
+        raise sampling.unsupported_cached_error(self)
+
+    def cached_logits(self, cache, i, j, slice_update=None):
+        """The logits at pixel (i, j), given every earlier sub-pixel.
+
+        Called once per sub-pixel of (i, j), after the previous sub-pixels of
+        the pixel were written with `write_cache`.
+
+        Args:
+            cache: from `new_cache` (or the previous hook).
+            i, j: int32 scalars, the pixel's row and column.
+            slice_update: see above.
+
+        Returns:
+            `(logits [N, C, K], cache)`: the logits of every sub-pixel of
+            (i, j) (only those of the current one and earlier are final),
+            and the cache (with the pixel's column of layer inputs written).
+        """
+        raise sampling.unsupported_cached_error(self)
+
+    def write_cache(self, cache, value, i, j, c, slice_update=None):
+        """Writes the drawn (or known) level `value` `[N]` of sub-pixel
+        (i, j, c) into the cache; returns the cache."""
+        raise sampling.unsupported_cached_error(self)
+
+    def finish_row(self, cache, i, slice_update=None):
+        """Per-row work once row i is finished (its last sub-pixel written);
+        returns the cache. None by default."""
+        return cache
 
     # ---- sampling ------------------------------------------------------
     def sample(
@@ -528,7 +551,8 @@ class AutoregressiveImageModel(keras.Model):
             condition_map: conditional models only: float
                 `[num_samples, H, W, S]`.
             method: "cached" (default: per-layer caches, O(1) work per
-                sub-pixel; see `pixel_keras.cached_sampling`) or "naive"
+                sub-pixel; the hooks above, driven by `pixel_keras.sampling`)
+                or "naive"
                 (one full forward pass per sub-pixel, the reference). Both
                 give the same images for the same seeds.
 
@@ -541,9 +565,7 @@ class AutoregressiveImageModel(keras.Model):
                 f"Received: method={method!r}"
             )
         if method == "cached":
-            from pixel_keras import cached_sampling
-
-            cached_sampling.cached_sampler(self)  # raises if unsupported
+            sampling.check_cached(self)
         seeds = sampling.per_sample_seeds(num_samples, seed)
         temperature = sampling.check_temperature(temperature)
         conditions = self.validate_conditions(
@@ -581,50 +603,25 @@ class AutoregressiveImageModel(keras.Model):
         canvas = np.where(known, given, 0).reshape(num_samples, *self.image_shape)
         canvas = ops.convert_to_tensor(canvas.astype("int32"))
 
-        if method == "cached":
-            out = cached_sampling.sample_rows(
-                self,
-                canvas,
-                ops.convert_to_tensor(seeds),
-                ops.convert_to_tensor(np.float32(temperature)),
-                ops.convert_to_tensor(given),
-                ops.convert_to_tensor(known),
-                {k: ops.convert_to_tensor(v) for k, v in conditions.items()},
-                verbose=verbose,
-            )
-            out = ops.convert_to_numpy(out)
-            return out.astype("uint8" if self.num_levels <= 256 else "int32")
-
-        if getattr(self, "_naive_rows_fn", None) is None:
-
-            def rows(canvas, start, stop, seeds, temperature, given, known, conditions):
-                return sampling.naive_steps(
-                    lambda x: self(self._model_inputs(x, conditions), training=False),
-                    canvas,
-                    start,
-                    stop,
-                    seeds,
-                    temperature,
-                    given,
-                    known,
-                )
-
-            self._naive_rows_fn = _jit_model_fn(self, rows)
-
-        args = [
+        functions = self._row_functions(method)
+        out = sampling.sample_rows(
+            functions,
+            canvas,
             ops.convert_to_tensor(seeds),
             ops.convert_to_tensor(np.float32(temperature)),
             ops.convert_to_tensor(given),
             ops.convert_to_tensor(known),
             {k: ops.convert_to_tensor(v) for k, v in conditions.items()},
-        ]
-        bar = keras.utils.Progbar(height, unit_name="row") if verbose else None
-        step = width * channels
-        for row in range(height):
-            start = ops.convert_to_tensor(np.int32(row * step))
-            stop = ops.convert_to_tensor(np.int32((row + 1) * step))
-            canvas = self._naive_rows_fn(canvas, start, stop, *args)
-            if bar is not None:
-                bar.update(row + 1)
-        out = ops.convert_to_numpy(canvas)
+            verbose=verbose,
+        )
+        out = ops.convert_to_numpy(out)
         return out.astype("uint8" if self.num_levels <= 256 else "int32")
+
+    def _row_functions(self, method):
+        """`sampling.row_functions(self, method)`, compiled once per model."""
+        attr = f"_{method}_row_functions"
+        functions = getattr(self, attr, None)
+        if functions is None:
+            functions = sampling.row_functions(self, method)
+            setattr(self, attr, functions)
+        return functions

@@ -26,8 +26,10 @@ the paper's design deliberately.
 """
 
 import keras
+from keras import ops
 
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
+from pixel_keras.models import caching
 from pixel_keras.models.base import AutoregressiveImageModel
 
 
@@ -51,33 +53,42 @@ def validate_common_args(image_shape, num_levels):
 
 
 def output_stack(x, image_shape, num_levels, output_maps, name):
-    """ReLU -> masked 1x1 (B) -> ReLU -> masked 1x1 (B) -> logits [.., C, K]."""
+    """ReLU -> masked 1x1 (B) -> ReLU -> masked 1x1 (B) -> logits [.., C, K].
+
+    Returns:
+        `(logits, (conv_1, conv_2))`: the logits and the two 1x1 layers.
+    """
     channels = image_shape[-1]
-    x = keras.layers.ReLU(name=f"{name}_out_relu_1")(x)
-    x = MaskedConv2D(
+    conv_1 = MaskedConv2D(
         output_maps, 1, "B", image_channels=channels, name=f"{name}_out_conv_1"
-    )(x)
-    x = keras.layers.ReLU(name=f"{name}_out_relu_2")(x)
-    x = MaskedConv2D(
+    )
+    conv_2 = MaskedConv2D(
         channels * num_levels,
         1,
         "B",
         image_channels=channels,
         name=f"{name}_out_conv_2",
-    )(x)
+    )
+    x = keras.layers.ReLU(name=f"{name}_out_relu_1")(x)
+    x = conv_1(x)
+    x = keras.layers.ReLU(name=f"{name}_out_relu_2")(x)
+    x = conv_2(x)
     # Map c*K + k belongs to channel group c (see `channel_groups`).
-    return keras.layers.Reshape(
-        (*image_shape, num_levels), name=f"{name}_logits"
-    )(x)
+    logits = keras.layers.Reshape((*image_shape, num_levels), name=f"{name}_logits")(x)
+    return logits, (conv_1, conv_2)
 
 
 def image_input(image_shape, num_levels, name):
-    """The integer `images` input and its scaling to [-1, 1]."""
+    """The integer `images` input and its scaling to [-1, 1].
+
+    Returns:
+        `(images, scaled images, the Rescaling layer)`.
+    """
     images = keras.Input(shape=image_shape, dtype="int32", name="images")
-    x = keras.layers.Rescaling(
+    rescaling = keras.layers.Rescaling(
         scale=2.0 / (num_levels - 1), offset=-1.0, name=f"{name}_rescale"
-    )(images)
-    return images, x
+    )
+    return images, rescaling(images), rescaling
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -148,39 +159,59 @@ class PixelCNN(AutoregressiveImageModel):
             )
 
         # === Functional model ===
-        images, x = image_input(image_shape, num_levels, name)
-        x = MaskedConv2D(
+        images, x, rescaling = image_input(image_shape, num_levels, name)
+        conv_in = MaskedConv2D(
             2 * hidden_maps,
             first_kernel_size,
             "A",
             image_channels=channels,
             name=f"{name}_conv_in",
-        )(x)
+        )
+        x = conv_in(x)
+        residual_blocks = []
         for i in range(num_residual_blocks):
             prefix = f"{name}_block_{i}"
+            convs = (
+                MaskedConv2D(
+                    hidden_maps,
+                    1,
+                    "B",
+                    image_channels=channels,
+                    name=f"{prefix}_conv_1",
+                ),
+                MaskedConv2D(
+                    hidden_maps,
+                    kernel_size,
+                    "B",
+                    image_channels=channels,
+                    name=f"{prefix}_conv_2",
+                ),
+                MaskedConv2D(
+                    2 * hidden_maps,
+                    1,
+                    "B",
+                    image_channels=channels,
+                    name=f"{prefix}_conv_3",
+                ),
+            )
+            residual_blocks.append(convs)
             y = keras.layers.ReLU(name=f"{prefix}_relu_1")(x)
-            y = MaskedConv2D(
-                hidden_maps, 1, "B", image_channels=channels, name=f"{prefix}_conv_1"
-            )(y)
+            y = convs[0](y)
             y = keras.layers.ReLU(name=f"{prefix}_relu_2")(y)
-            y = MaskedConv2D(
-                hidden_maps,
-                kernel_size,
-                "B",
-                image_channels=channels,
-                name=f"{prefix}_conv_2",
-            )(y)
+            y = convs[1](y)
             y = keras.layers.ReLU(name=f"{prefix}_relu_3")(y)
-            y = MaskedConv2D(
-                2 * hidden_maps,
-                1,
-                "B",
-                image_channels=channels,
-                name=f"{prefix}_conv_3",
-            )(y)
+            y = convs[2](y)
             x = keras.layers.Add(name=f"{prefix}_add")([x, y])
-        logits = output_stack(x, image_shape, num_levels, output_maps, name)
+        logits, output_convs = output_stack(
+            x, image_shape, num_levels, output_maps, name
+        )
         super().__init__(inputs=images, outputs=logits, name=name, **kwargs)
+
+        # === Layers the cached sampler reads ===
+        self.rescaling = rescaling
+        self.conv_in = conv_in
+        self.residual_blocks = residual_blocks  # (1x1, k x k, 1x1) per block
+        self.output_convs = output_convs
 
         # === Config ===
         self.image_shape = image_shape
@@ -190,6 +221,70 @@ class PixelCNN(AutoregressiveImageModel):
         self.output_maps = output_maps
         self.first_kernel_size = first_kernel_size
         self.kernel_size = kernel_size
+
+    # ---- cached sampling hooks (see `AutoregressiveImageModel`) --------
+    # Caches: the scaled image and the input of each residual block's k x k
+    # convolution, zero-padded as "same" padding pads them. At (i, j) each
+    # layer is computed at that pixel only, from its input's neighbourhood:
+    #
+    #     x = neighbourhood(image, i, j) . kernel_in              # [N, 2h]
+    #     for each residual block:
+    #         y = relu(relu(x) @ W1); cache_block[i, j] = y        # O(1) write
+    #         x = x + relu(neighbourhood(cache_block, i, j) . W2) @ W3
+    #     logits = output_stack(x)                                # [N, C, K]
+    #
+    # The sub-pixels of an RGB pixel share the column: it is recomputed for
+    # each (the channel-group masks make the outputs for group g ignore
+    # sub-pixels >= g), so after the last one the cached column is the one a
+    # full pass over the finished image gives.
+
+    def new_cache(self, canvas, conditions):
+        num = ops.shape(canvas)[0]
+        height, width = self.image_shape[:2]
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = caching.scaled(canvas, self.rescaling)
+        image = ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        caches = []
+        for _, conv_2, _ in self.residual_blocks:
+            kh, kw = conv_2.kernel_size
+            shape = (num, height + kh - 1, width + kw - 1, conv_2.kernel.shape[2])
+            caches.append(ops.zeros(shape, "float32"))
+        return image, tuple(caches)
+
+    def cached_logits(self, cache, i, j, slice_update=None):
+        slice_update = slice_update or ops.slice_update
+        image, caches = cache
+        x = self.conv_in.call_at_pixel(
+            caching.neighbourhood(image, i, j, self.conv_in.kernel_size)
+        )  # [N, 2h]
+        new_caches = []
+        for (conv_1, conv_2, conv_3), block_cache in zip(self.residual_blocks, caches):
+            y = ops.relu(conv_1.call_at_pixel(ops.relu(x)))  # [N, h], conv_2's input
+            kh, kw = conv_2.kernel_size
+            block_cache = caching.write_pixel(
+                block_cache, (i + kh // 2, j + kw // 2), y, slice_update
+            )
+            new_caches.append(block_cache)
+            y = conv_2.call_at_pixel(
+                caching.neighbourhood(block_cache, i, j, conv_2.kernel_size)
+            )
+            x = x + conv_3.call_at_pixel(ops.relu(y))
+        logits = caching.output_logits(
+            x, self.output_convs, self.image_shape[-1], self.num_levels
+        )
+        return logits, (image, tuple(new_caches))
+
+    def write_cache(self, cache, value, i, j, c, slice_update=None):
+        image, caches = cache
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = caching.write_level(
+            image,
+            value,
+            [0, i + ph, j + pw, c],
+            self.rescaling,
+            slice_update or ops.slice_update,
+        )
+        return image, caches
 
     def get_config(self):
         return {

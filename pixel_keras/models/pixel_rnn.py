@@ -53,15 +53,17 @@ configs carry no `cell`). All three are registered for serialization.
 
 NOTE: not implemented: the paper's multi-scale PixelRNN (Section 3.5), its
 skip connections from every layer to the output (Section 3.4; residuals
-only here). Sampling is cached (O(1) work per sub-pixel): see
-`pixel_keras.cached_sampling`.
+only here). Sampling is cached (O(1) work per sub-pixel): the cache hooks
+of `PixelRNN`, below, driven by `pixel_keras.sampling`.
 """
 
 import keras
+from keras import ops
 
 from pixel_keras.layers.diagonal_bilstm import DiagonalBiLSTM
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
-from pixel_keras.layers.row_lstm import RowLSTM
+from pixel_keras.layers.row_lstm import RowLSTM, lstm_update
+from pixel_keras.models import caching
 from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
 
@@ -178,14 +180,16 @@ class PixelRNN(AutoregressiveImageModel):
             )
 
         # === Functional model ===
-        images, x = image_input(image_shape, num_levels, name)
-        x = MaskedConv2D(
+        images, x, rescaling = image_input(image_shape, num_levels, name)
+        conv_in = MaskedConv2D(
             2 * hidden_maps,
             first_kernel_size,
             "A",
             image_channels=channels,
             name=f"{name}_conv_in",
-        )(x)  # [B, H, W, 2h]
+        )
+        x = conv_in(x)  # [B, H, W, 2h]
+        recurrent_layers = []
         for i in range(num_layers):
             prefix = f"{name}_layer_{i}"
             if cell == "row_lstm":
@@ -202,16 +206,26 @@ class PixelRNN(AutoregressiveImageModel):
                     name=f"{prefix}_diagonal_bilstm",
                 )
             y = lstm(x)  # [B, H, W, h]
-            y = MaskedConv2D(
+            conv_out = MaskedConv2D(
                 2 * hidden_maps,
                 1,
                 "B",
                 image_channels=channels,
                 name=f"{prefix}_conv_out",
-            )(y)  # [B, H, W, 2h]
+            )
+            recurrent_layers.append((lstm, conv_out))
+            y = conv_out(y)  # [B, H, W, 2h]
             x = keras.layers.Add(name=f"{prefix}_add")([x, y]) if residual else y
-        logits = output_stack(x, image_shape, num_levels, output_maps, name)
+        logits, output_convs = output_stack(
+            x, image_shape, num_levels, output_maps, name
+        )
         super().__init__(inputs=images, outputs=logits, name=name, **kwargs)
+
+        # === Layers the cached sampler reads ===
+        self.rescaling = rescaling
+        self.conv_in = conv_in
+        self.recurrent_layers = recurrent_layers  # (LSTM layer, 1x1 conv) each
+        self.output_convs = output_convs
 
         # === Config ===
         self.image_shape = image_shape
@@ -223,6 +237,182 @@ class PixelRNN(AutoregressiveImageModel):
         self.kernel_size = kernel_size
         self.residual = residual
         self.first_kernel_size = first_kernel_size
+
+    # ---- cached sampling hooks (see `AutoregressiveImageModel`) --------
+    # The mask-A input conv and the 1 x 1 layers are computed at the current
+    # pixel (as in `PixelCNN`); each LSTM layer keeps its states, per cell:
+    #
+    # Row LSTM, per layer, with p = k // 2:
+    #     inputs: the layer's input in the current row, `[N, W + 2p, 2h]`
+    #         (p zero columns either side; the mask zeroes the taps right of
+    #         the centre, so what is there does not matter).
+    #     hidden: the hidden states, `[N, H + 1, W + 2p, h]`, row 0 and p
+    #         columns either side zero (before row 0, beyond the borders).
+    #     cell: the cell states, `[N, H + 1, W, h]`, row 0 zero.
+    # At (i, j) the gates are the masked 1 x k input conv over inputs
+    # j - p ... j of row i plus the width-k state-to-state conv over hidden
+    # row i - 1, columns j - p ... j + p: one LSTM update per pixel and
+    # layer, the numbers the row-at-a-time `RowLSTM` computes.
+    #
+    # Diagonal BiLSTM, per layer:
+    #     hidden: left-to-right hidden states `[N, H + 1, W + 1, h]`, row 0
+    #         and column 0 zero (above row 0 and left of column 0).
+    #     cell: left-to-right cell states `[N, H, W + 1, h]`, column 0 zero.
+    #     reverse_gates: the right-to-left input-to-state pre-activations of
+    #         the current row, `[N, W, 4h]`.
+    #     reverse_above: the right-to-left hidden states of the previous row,
+    #         `[N, W, h]` (zeros for row 0), added at every pixel of the row.
+    # Left to right, the state at (i, j) is one LSTM update from (i - 1, j)
+    # and (i, j - 1): the diagonal sweep of `DiagonalBiLSTM` read in raster
+    # order. Right to left, (i, j) depends on (i, j + 1), which comes later,
+    # so that direction waits until row i is finished (`finish_row`) and then
+    # runs once over the row, right to left, for every layer: O(1) per
+    # pixel amortized.
+    #
+    # The cache: `(image, layers)`, `image` the scaled image padded as the
+    # first conv pads it, `layers` one tuple of states per LSTM layer.
+
+    def new_cache(self, canvas, conditions):
+        num = ops.shape(canvas)[0]
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = caching.scaled(canvas, self.rescaling)
+        image = ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        new_layer = (
+            self._new_row_lstm_cache
+            if self.cell == "row_lstm"
+            else self._new_diagonal_bilstm_cache
+        )
+        return image, tuple(new_layer(num, lstm) for lstm, _ in self.recurrent_layers)
+
+    def cached_logits(self, cache, i, j, slice_update=None):
+        slice_update = slice_update or ops.slice_update
+        image, layers = cache
+        x = self.conv_in.call_at_pixel(
+            caching.neighbourhood(image, i, j, self.conv_in.kernel_size)
+        )  # [N, 2h]
+        layer_step = (
+            self._row_lstm_step
+            if self.cell == "row_lstm"
+            else self._diagonal_bilstm_step
+        )
+        new_layers = []
+        for (lstm, conv_out), state in zip(self.recurrent_layers, layers):
+            hidden, state = layer_step(lstm, state, x, i, j, slice_update)  # [N, h]
+            new_layers.append(state)
+            y = conv_out.call_at_pixel(hidden)
+            x = x + y if self.residual else y
+        logits = caching.output_logits(
+            x, self.output_convs, self.image_shape[-1], self.num_levels
+        )
+        return logits, (image, tuple(new_layers))
+
+    def write_cache(self, cache, value, i, j, c, slice_update=None):
+        image, layers = cache
+        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
+        image = caching.write_level(
+            image,
+            value,
+            [0, i + ph, j + pw, c],
+            self.rescaling,
+            slice_update or ops.slice_update,
+        )
+        return image, layers
+
+    def finish_row(self, cache, i, slice_update=None):
+        if self.cell == "row_lstm":
+            return cache
+        image, layers = cache
+        return image, self._reverse_row(layers, slice_update or ops.slice_update)
+
+    def _new_row_lstm_cache(self, num, lstm):
+        p, h = lstm.kernel_size // 2, self.hidden_maps
+        height, width = self.image_shape[:2]
+        maps = lstm.input_conv.kernel.shape[2]
+        return (
+            ops.zeros((num, width + 2 * p, maps), "float32"),
+            ops.zeros((num, height + 1, width + 2 * p, h), "float32"),
+            ops.zeros((num, height + 1, width, h), "float32"),
+        )
+
+    def _row_lstm_step(self, lstm, state, x, i, j, slice_update):
+        inputs, hidden, cell = state
+        k, h = lstm.kernel_size, self.hidden_maps
+        num = ops.shape(x)[0]
+        p = k // 2
+        inputs = slice_update(inputs, [0, j + p, 0], x[:, None, :])
+        patch = ops.reshape(
+            ops.slice(inputs, [0, j, 0], [num, k, ops.shape(inputs)[-1]]), (num, -1)
+        )
+        gates = lstm.input_conv.call_at_pixel(patch) + lstm.bias
+        above = ops.reshape(ops.slice(hidden, [0, i, j, 0], [num, 1, k, h]), (num, -1))
+        gates = gates + ops.matmul(
+            above, ops.reshape(lstm.recurrent_kernel, (k * h, -1))
+        )
+        new_hidden, new_cell = lstm_update(gates, caching.pixel_at(cell, (i, j)))
+        hidden = caching.write_pixel(hidden, (i + 1, j + p), new_hidden, slice_update)
+        cell = caching.write_pixel(cell, (i + 1, j), new_cell, slice_update)
+        return new_hidden, (inputs, hidden, cell)
+
+    def _new_diagonal_bilstm_cache(self, num, lstm):
+        h = self.hidden_maps
+        height, width = self.image_shape[:2]
+        return (
+            ops.zeros((num, height + 1, width + 1, h), "float32"),
+            ops.zeros((num, height, width + 1, h), "float32"),
+            ops.zeros((num, width, 4 * h), "float32"),
+            ops.zeros((num, width, h), "float32"),
+        )
+
+    def _diagonal_bilstm_step(self, lstm, state, x, i, j, slice_update):
+        hidden, cell, reverse_gates, reverse_above = state
+        gates = lstm.input_conv.call_at_pixel(x) + lstm.bias
+        gates = gates + ops.matmul(
+            caching.pixel_at(hidden, (i, j + 1)), lstm.recurrent_kernel[0]
+        )  # (i - 1, j)
+        gates = gates + ops.matmul(
+            caching.pixel_at(hidden, (i + 1, j)), lstm.recurrent_kernel[1]
+        )  # (i, j - 1)
+        new_hidden, new_cell = lstm_update(gates, caching.pixel_at(cell, (i, j)))
+        hidden = caching.write_pixel(hidden, (i + 1, j + 1), new_hidden, slice_update)
+        cell = caching.write_pixel(cell, (i, j + 1), new_cell, slice_update)
+        reverse = lstm.reverse_input_conv.call_at_pixel(x) + lstm.reverse_bias
+        reverse_gates = slice_update(reverse_gates, [0, j, 0], reverse[:, None])
+        output = new_hidden + ops.take(reverse_above, j, axis=1)
+        return output, (hidden, cell, reverse_gates, reverse_above)
+
+    def _reverse_row(self, layers, slice_update):
+        """The right-to-left states of the finished row, for every layer."""
+        new_layers = []
+        width = self.image_shape[1]
+        for (lstm, _), (hidden, cell, reverse_gates, reverse_above) in zip(
+            self.recurrent_layers, layers
+        ):
+            kernel = lstm.reverse_recurrent_kernel
+            zeros = ops.zeros_like(reverse_above[:, 0])  # [N, h]
+
+            def body(
+                t,
+                carry,
+                reverse_gates=reverse_gates,
+                reverse_above=reverse_above,
+                kernel=kernel,
+            ):
+                right_hidden, right_cell, row = carry
+                column = width - 1 - t
+                gates = ops.take(reverse_gates, column, axis=1)
+                gates = gates + ops.matmul(
+                    ops.take(reverse_above, column, axis=1), kernel[0]
+                )  # (i - 1, j)
+                gates = gates + ops.matmul(right_hidden, kernel[1])  # (i, j + 1)
+                new_hidden, new_cell = lstm_update(gates, right_cell)
+                row = slice_update(row, [0, column, 0], new_hidden[:, None])
+                return new_hidden, new_cell, row
+
+            _, _, row = ops.fori_loop(
+                0, width, body, (zeros, zeros, ops.zeros_like(reverse_above))
+            )
+            new_layers.append((hidden, cell, reverse_gates, row))
+        return tuple(new_layers)
 
     def get_config(self):
         return {
