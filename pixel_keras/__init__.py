@@ -23,15 +23,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _SUBMODULES = ("layers", "losses", "models", "sampling")
 _ATTRIBUTES = {
     "MaskedConv2D": "pixel_keras.layers",
+    "AutoregressiveImageModel": "pixel_keras.models",
     "PixelCNN": "pixel_keras.models",
+    "GatedPixelCNN": "pixel_keras.models",
+    "PixelRNN": "pixel_keras.models",
+    "RowLSTMPixelRNN": "pixel_keras.models",
+    "DiagonalBiLSTMPixelRNN": "pixel_keras.models",
     "save_image_grid": "pixel_keras.images",
 }
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoregressiveImageModel",
+    "DiagonalBiLSTMPixelRNN",
+    "GatedPixelCNN",
     "MaskedConv2D",
     "PixelCNN",
+    "PixelRNN",
+    "RowLSTMPixelRNN",
     "layers",
     "losses",
     "models",

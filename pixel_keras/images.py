@@ -38,7 +38,9 @@ def image_grid(images, num_levels=256, columns=None, padding=1):
     return grid
 
 
-def save_image_grid(images, path, num_levels=256, columns=None, scale=1, overwrite=True):
+def save_image_grid(
+    images, path, num_levels=256, columns=None, scale=1, overwrite=True
+):
     """Saves integer images `[N, H, W, C]` as one PNG grid.
 
     Args:

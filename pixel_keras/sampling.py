@@ -53,6 +53,16 @@ import keras
 import numpy as np
 from keras import ops
 
+# The temperature rule lives in the Keras-free `pixel_keras.checks` (the CLI
+# checks arguments before importing Keras); re-exported for the callers of
+# `sampling.check_temperature` and the exported signatures' graph checks.
+from pixel_keras.checks import (  # noqa: F401
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    TEMPERATURE_RULE,
+    check_temperature,
+)
+
 _GOLDEN = 0x9E3779B9
 
 
@@ -117,37 +127,6 @@ def per_sample_seeds(num_samples, seed=None):
             f"(num_samples={num_samples}). Received: seed={received}"
         )
     return (seeds.astype("int64") % 2**32).astype("uint32")
-
-
-# Temperatures float32 can divide logits by (`draw` runs in float32): the
-# smallest normal float32 and the largest finite one. The exported signatures
-# check the same range in the graph.
-MIN_TEMPERATURE = float(np.finfo(np.float32).tiny)
-MAX_TEMPERATURE = float(np.finfo(np.float32).max)
-TEMPERATURE_RULE = (
-    "`temperature` must be a finite number > 0 (at least "
-    f"{MIN_TEMPERATURE:.4g} and at most {MAX_TEMPERATURE:.4g}, the float32 "
-    "range the logits are divided in)."
-)
-
-
-def check_temperature(temperature):
-    """Returns `temperature` as a float after checking it.
-
-    Raises:
-        ValueError: unless it is a finite number > 0 (a real number, not a
-            bool, in `[MIN_TEMPERATURE, MAX_TEMPERATURE]`).
-    """
-    valid = isinstance(temperature, (int, float, np.integer, np.floating)) and (
-        not isinstance(temperature, bool)
-    )
-    try:
-        valid = valid and MIN_TEMPERATURE <= float(temperature) <= MAX_TEMPERATURE
-    except OverflowError:  # an int beyond float's range
-        valid = False
-    if not valid:
-        raise ValueError(f"{TEMPERATURE_RULE} Received: temperature={temperature!r}")
-    return float(temperature)
 
 
 def gumbel_noise(seeds, step, num_levels):

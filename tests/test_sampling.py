@@ -19,7 +19,7 @@ def fixed_distribution_model(probs, shape=(3, 3, 1)):
     model = PixelCNN(
         shape, len(probs), hidden_maps=4, num_residual_blocks=0, output_maps=4
     )
-    last = model.get_layer("pixel_cnn_out_conv_2")
+    last = model.get_layer(f"{model.name}_out_conv_2")
     last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
     bias = np.tile(np.log(np.asarray(probs, "float32")), shape[-1])
     last.bias.assign(bias)
@@ -120,7 +120,7 @@ def test_naive_sampler_follows_weight_updates():
     """A compiled sampler must not keep the weights it was traced with (JAX)."""
     model = tiny((4, 4, 1), 17)
     model.sample(2, seed=0, verbose=0)  # compiles the sampler
-    last = model.get_layer("pixel_cnn_out_conv_2")
+    last = model.get_layer(f"{model.name}_out_conv_2")
     last.kernel.assign(keras.ops.convert_to_numpy(last.kernel) * 10.0)
     fresh = PixelCNN.from_config(model.get_config())
     fresh.set_weights(model.get_weights())

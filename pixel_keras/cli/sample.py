@@ -100,7 +100,7 @@ def _labels_and_columns(args, model):
 def run(args):
     """Runs `pixel-keras sample`; returns the exit status."""
     precheck(args)
-    from pixel_keras import cached_sampling, training
+    from pixel_keras import sampling, training
     from pixel_keras.images import save_image_grid
 
     if args.preset is not None:
@@ -110,7 +110,7 @@ def run(args):
     labels, columns = _labels_and_columns(args, model)
     method = args.method
     if method == "auto":
-        method = "cached" if cached_sampling.supports(model) else "naive"
+        method = "cached" if sampling.supports_cached(model) else "naive"
     images = model.sample(
         args.num_samples,
         seed=args.seed,

@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from pixel_keras import losses, sampling
+from pixel_keras.models.presets import PresetMixin
 
 try:  # Keras' shape-inference scope (`compute_output_spec`); private API.
     from keras.src.backend.common.symbolic_scope import (
@@ -100,7 +101,7 @@ def check_known_mask(mask, shape, name="mask"):
     return values.astype(bool)
 
 
-class AutoregressiveImageModel(keras.Model):
+class AutoregressiveImageModel(keras.Model, PresetMixin):
     """Base class: likelihood, bits/dim and sampling for pixel models.
 
     Subclasses are functional models whose input is named `images` and whose

@@ -46,10 +46,11 @@ import math
 import keras
 from keras import ops
 
+import pixel_keras.models.caching as caching
 from pixel_keras.layers.gated_block import GatedBlock
-from pixel_keras.models import caching
 from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
+from pixel_keras.models.registry import register
 
 
 def _check_optional_int(arg, value, minimum):
@@ -96,6 +97,7 @@ def _deconv_network(h, image_shape, maps, name):
     return s, layers
 
 
+@register("gated_pixelcnn")
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class GatedPixelCNN(AutoregressiveImageModel):
     """Gated PixelCNN, optionally conditional, with a K-way softmax per sub-pixel.
@@ -163,7 +165,7 @@ class GatedPixelCNN(AutoregressiveImageModel):
         condition_dim=None,
         condition_map_channels=None,
         deconv_maps=None,
-        name="gated_pixel_cnn",
+        name="gated_pixelcnn",
         **kwargs,
     ):
         image_shape = validate_common_args(image_shape, num_levels)

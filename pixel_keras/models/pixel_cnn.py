@@ -28,9 +28,10 @@ the paper's design deliberately.
 import keras
 from keras import ops
 
+import pixel_keras.models.caching as caching
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
-from pixel_keras.models import caching
 from pixel_keras.models.base import AutoregressiveImageModel
+from pixel_keras.models.registry import register
 
 
 def validate_common_args(image_shape, num_levels):
@@ -91,6 +92,7 @@ def image_input(image_shape, num_levels, name):
     return images, rescaling(images), rescaling
 
 
+@register("pixelcnn")
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class PixelCNN(AutoregressiveImageModel):
     """PixelCNN with masked residual blocks and a K-way softmax per sub-pixel.
@@ -138,7 +140,7 @@ class PixelCNN(AutoregressiveImageModel):
         output_maps=256,
         first_kernel_size=7,
         kernel_size=3,
-        name="pixel_cnn",
+        name="pixelcnn",
         **kwargs,
     ):
         image_shape = validate_common_args(image_shape, num_levels)

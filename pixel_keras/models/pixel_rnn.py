@@ -60,12 +60,13 @@ of `PixelRNN`, below, driven by `pixel_keras.sampling`.
 import keras
 from keras import ops
 
+import pixel_keras.models.caching as caching
 from pixel_keras.layers.diagonal_bilstm import DiagonalBiLSTM
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
 from pixel_keras.layers.row_lstm import RowLSTM, lstm_update
-from pixel_keras.models import caching
 from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
+from pixel_keras.models.registry import register
 
 CELLS = ("row_lstm", "diagonal_bilstm")
 
@@ -430,6 +431,7 @@ class PixelRNN(AutoregressiveImageModel):
         }
 
 
+@register("row_lstm")
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class RowLSTMPixelRNN(PixelRNN):
     """`PixelRNN(cell="row_lstm")`: the Row LSTM model (paper Section 3.1).
@@ -477,6 +479,7 @@ class RowLSTMPixelRNN(PixelRNN):
         return config
 
 
+@register("diagonal_bilstm")
 @keras.saving.register_keras_serializable(package="pixel_keras")
 class DiagonalBiLSTMPixelRNN(PixelRNN):
     """`PixelRNN(cell="diagonal_bilstm")`: the Diagonal BiLSTM model (§3.2).

@@ -31,6 +31,7 @@ from typing import Any
 import keras
 
 from pixel_keras._urls import URL_ERRORS, url_error_reason
+from pixel_keras.models.registry import get_model_class
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -160,9 +161,6 @@ def preset_class(preset: Preset) -> type:
     Raises:
         ValueError: an unknown name (naming the preset's `config.json`).
     """
-    # Lazily: the registry imports the model classes, which use this module.
-    from pixel_keras.models.registry import get_model_class
-
     try:
         return get_model_class(preset.model)
     except ValueError as e:

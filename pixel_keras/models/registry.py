@@ -18,16 +18,34 @@ serialization.
 
 import inspect
 
-from pixel_keras.models.gated_pixel_cnn import GatedPixelCNN
-from pixel_keras.models.pixel_cnn import PixelCNN
-from pixel_keras.models.pixel_rnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
+# Name -> class. Each model module registers its classes (`@register(name)`);
+# `pixel_keras.models` imports them all, so importing this module (through its
+# package) fills the table. The registry imports no model: a model module may
+# import it without a cycle.
+MODELS = {}
 
-MODELS = {
-    "pixelcnn": PixelCNN,
-    "row_lstm": RowLSTMPixelRNN,
-    "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
-    "gated_pixelcnn": GatedPixelCNN,
-}
+
+def register(name):
+    """Class decorator: registers a model class under `name` (one per class).
+
+    The name is also the class's default Keras name and its presets' prefix
+    (`zoo/<name>_<dataset>`).
+
+    Raises:
+        ValueError: `name` is taken by another class.
+    """
+
+    def decorator(cls):
+        if MODELS.get(name, cls) is not cls:
+            raise ValueError(
+                f"Model name {name!r} is already registered to "
+                f"{MODELS[name].__name__}. Received: {cls.__name__}"
+            )
+        MODELS[name] = cls
+        return cls
+
+    return decorator
+
 
 # The arguments every model takes, fixed by the data rather than the architecture.
 DATA_ARGUMENTS = ("image_shape", "num_levels")

@@ -230,7 +230,7 @@ def test_class_label_changes_logits_and_one_label_broadcasts():
 def test_spatial_condition_changes_logits_and_deconv_follows_the_label():
     model = small_model(GRAY, 17, **CONDITIONAL)
     deconv = keras.Model(
-        model.inputs, model.get_layer("gated_pixel_cnn_deconv_crop").output
+        model.inputs, model.get_layer(f"{model.name}_deconv_crop").output
     )
     images = random_images(GRAY, 17, n=2)
     conditions = random_conditions(GRAY, n=2)

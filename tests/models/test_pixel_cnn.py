@@ -26,7 +26,9 @@ def random_images(shape, num_levels, n=3, seed=0):
 
 def log_softmax_oracle(logits, images):
     logits = logits.astype("float64")
-    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(
+        -1
+    )
     picked = np.take_along_axis(logits, images[..., None].astype(int), -1)[..., 0]
     return (picked - log_z).sum(axis=(1, 2, 3))
 
@@ -41,7 +43,9 @@ def test_output_shape(shape, num_levels):
 
 def test_parameter_count_formula():
     h, n, out, c, k = 8, 2, 16, 3, 256
-    model = PixelCNN((8, 8, c), k, hidden_maps=h, num_residual_blocks=n, output_maps=out)
+    model = PixelCNN(
+        (8, 8, c), k, hidden_maps=h, num_residual_blocks=n, output_maps=out
+    )
     first = 7 * 7 * c * 2 * h + 2 * h
     block = (2 * h * h + h) + (9 * h * h + h) + (h * 2 * h + 2 * h)
     head = (2 * h * out + out) + (out * c * k + c * k)
@@ -54,7 +58,9 @@ def test_causality_at_init(shape):
 
     def must_see(i, j):
         # The 7x7 mask-A conv sees the row above, three columns either side.
-        return [(i - 1, jj) for jj in range(max(0, j - 3), min(shape[1], j + 4)) if i > 0]
+        return [
+            (i - 1, jj) for jj in range(max(0, j - 3), min(shape[1], j + 4)) if i > 0
+        ]
 
     assert check_causality(model, must_see=must_see) > 0
 
@@ -62,7 +68,7 @@ def test_causality_at_init(shape):
 def test_uniform_logits_give_log2_levels_bits_per_dim():
     for num_levels in (2, 17, 256):
         model = small_model((4, 5, 3), num_levels)
-        last = model.get_layer("pixel_cnn_out_conv_2")
+        last = model.get_layer(f"{model.name}_out_conv_2")
         last.kernel.assign(np.zeros(last.kernel.shape, "float32"))
         last.bias.assign(np.zeros(last.bias.shape, "float32"))
         bpd = model.bits_per_dim(random_images((4, 5, 3), num_levels))
@@ -193,7 +199,9 @@ def test_config_round_trip_and_keras_save_load(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     assert isinstance(restored, PixelCNN)
-    np.testing.assert_allclose(restored.log_prob(images), model.log_prob(images), rtol=1e-6)
+    np.testing.assert_allclose(
+        restored.log_prob(images), model.log_prob(images), rtol=1e-6
+    )
     np.testing.assert_array_equal(
         restored.sample(2, seed=5, verbose=0), model.sample(2, seed=5, verbose=0)
     )
@@ -203,7 +211,9 @@ def test_fit_lowers_loss_on_real_digits():
     from sklearn.datasets import load_digits
 
     images = load_digits().images.astype("int32")[:512, :, :, None]  # 17 levels
-    model = PixelCNN((8, 8, 1), 17, hidden_maps=16, num_residual_blocks=2, output_maps=32)
+    model = PixelCNN(
+        (8, 8, 1), 17, hidden_maps=16, num_residual_blocks=2, output_maps=32
+    )
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     history = model.fit(images, images, batch_size=64, epochs=4, verbose=0)
     loss = history.history["loss"]
