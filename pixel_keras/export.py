@@ -49,6 +49,7 @@ loader runs it as is.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -129,58 +130,83 @@ def _slice_update(inputs, start_indices, updates):
     return out
 
 
-def build_signatures(model) -> dict:
-    """Returns {signature name: tf.function with an input signature}.
+def _require(ok, what, *received):
+    """An in-graph check: InvalidArgument "<what> Received: ..." unless `ok`.
 
-    Args:
-        model: an `AutoregressiveImageModel` (built, TensorFlow backend).
+    A standard `Assert` op, so it runs wherever the graph does (TF Serving's
+    C++ loader included), unlike Python-side shape checks.
     """
     tf = _tf()
-    from pixel_keras import distributions, losses, sampling
+    return tf.debugging.Assert(ok, [f"{what} Received:", *received], summarize=64)
 
-    height, width, channels = (int(d) for d in model.image_shape)
-    num_steps = height * width * channels
-    num_levels = int(model.num_levels)
-    num_classes = getattr(model, "num_classes", None)
-    image_dtype = tf.uint8 if num_levels <= 256 else tf.int32
-    image_spec = tf.TensorSpec((None, height, width, channels), image_dtype, "images")
-    known_spec = tf.TensorSpec((None, height, width, channels), tf.uint8, "known")
-    seed_spec = tf.TensorSpec((None,), tf.int64, "seed")
-    temperature_spec = tf.TensorSpec((), tf.float32, "temperature")
-    position_spec = tf.TensorSpec((), tf.int32, "position")
-    condition_specs = _condition_specs(model, tf)
-    condition_names = tuple(condition_specs)
 
-    def require(ok, what, *received):
-        """An in-graph check: InvalidArgument "<what> Received: ..." unless `ok`.
+def _runtime_shape(value):
+    """The fed tensor's shape, int32 `[rank]`.
 
-        A standard `Assert` op, so it runs wherever the graph does (TF
-        Serving's C++ loader included), unlike Python-side shape checks.
-        """
-        return tf.debugging.Assert(ok, [f"{what} Received:", *received], summarize=64)
+    Always the op: `tf.shape` returns a constant when the static shape is
+    fully known, i.e. the declared shape, not the fed tensor's.
+    """
+    tf = _tf()
+    return tf.raw_ops.Shape(input=value, out_type=tf.int32)
 
-    # The shape every input must have; "N" is the batch size, taken from the
-    # signature's first input (`images`, or `seed` for `sample`).
-    expected_dims = {
-        "images": ("N", height, width, channels),
-        "known": ("N", height, width, channels),
-        "seed": ("N",),
-        "temperature": (),
-        "position": (),
-        **{
-            name: ("N", *(int(d) for d in spec.shape[1:]))
-            for name, spec in condition_specs.items()
-        },
-    }
 
-    def runtime_shape(value):
-        # Always the op: `tf.shape` returns a constant when the static shape
-        # is fully known, i.e. the declared shape, not the fed tensor's.
-        return tf.raw_ops.Shape(input=value, out_type=tf.int32)
+def _range_check(name, values, ok, what):
+    """`_require(ok, what)`, reporting the [min, max] of `name`'s values."""
+    tf = _tf()
+    return _require(
+        ok,
+        what,
+        f"{name} values in [min, max] =",
+        tf.reduce_min(values),
+        tf.reduce_max(values),
+    )
 
-    def check_shape(name, value, batch, batch_name, batch_shape):
-        dims = expected_dims[name]
-        shape = runtime_shape(value)
+
+def _levels_check(name, values, count, what):
+    """Checks that all `values` lie in [0, count - 1]."""
+    tf = _tf()
+    ok = tf.logical_and(tf.reduce_all(values >= 0), tf.reduce_all(values < count))
+    return _range_check(name, values, ok, what)
+
+
+class _Signatures:
+    """The exported signatures of one model and their in-graph checks.
+
+    `build_signatures` makes one per model: the image size, the specs and the
+    shape each input must have are fixed here, and the methods below build
+    the graphs (the signature bodies and the checks they run first).
+    """
+
+    def __init__(self, model):
+        tf = _tf()
+        self.model = model
+        self.image_shape = tuple(int(d) for d in model.image_shape)  # H, W, C
+        self.num_steps = math.prod(self.image_shape)
+        self.num_levels = int(model.num_levels)
+        self.num_classes = getattr(model, "num_classes", None)
+        self.image_dtype = tf.uint8 if self.num_levels <= 256 else tf.int32
+        self.condition_specs = _condition_specs(model, tf)
+        # The shape every input must have; "N" is the batch size, taken from
+        # the signature's first input (`images`, or `seed` for `sample`).
+        self.expected_dims = {
+            "images": ("N", *self.image_shape),
+            "known": ("N", *self.image_shape),
+            "seed": ("N",),
+            "temperature": (),
+            "position": (),
+            **{
+                name: ("N", *(int(d) for d in spec.shape[1:]))
+                for name, spec in self.condition_specs.items()
+            },
+        }
+
+    # ---- checks ----------------------------------------------------------
+
+    def check_shape(self, name, value, batch, batch_name, batch_shape):
+        """Checks every dimension (and the rank) of input `name`."""
+        tf = _tf()
+        dims = self.expected_dims[name]
+        shape = _runtime_shape(value)
         if dims:
             expected = tf.stack(
                 [batch if d == "N" else tf.constant(d, tf.int32) for d in dims]
@@ -197,108 +223,112 @@ def build_signatures(model) -> dict:
         )
         if not dims:
             what = f"`{name}` must be a scalar (shape [])."
-            return require(ok, what, f"{name}.shape=", shape)
+            return _require(ok, what, f"{name}.shape=", shape)
         what = f"`{name}` must have shape [{', '.join(str(d) for d in dims)}]"
         received = [f"{name}.shape=", shape]
         if name != batch_name:
             what += f", one entry per image (N = the batch size of `{batch_name}`)"
             received += [f"{batch_name}.shape=", batch_shape]
-        return require(ok, what + ".", *received)
+        return _require(ok, what + ".", *received)
 
-    def value_checks(inputs, batch, batch_name, batch_shape):
+    def value_checks(self, inputs, batch, batch_name, batch_shape):
+        """The value checks (N >= 1, then each input's range), in order."""
         unit = "image" if batch_name == "images" else "seed"
         checks = [
-            require(
+            _require(
                 batch >= 1,
                 f"`{batch_name}` must hold at least one {unit} (N >= 1).",
                 f"{batch_name}.shape=",
                 batch_shape,
             )
         ]
-        images = inputs.get("images")
-        if images is not None and not (num_levels >= 256 and images.dtype == tf.uint8):
-            values = tf.cast(images, tf.int32)
-            checks.append(
-                require(
-                    tf.logical_and(
-                        tf.reduce_all(values >= 0), tf.reduce_all(values < num_levels)
-                    ),
-                    f"`images` values must lie in [0, {num_levels - 1}] "
-                    f"(num_levels={num_levels}).",
-                    "images values in [min, max] =",
-                    tf.reduce_min(values),
-                    tf.reduce_max(values),
-                )
-            )
-        known = inputs.get("known")
-        if known is not None:
-            checks.append(
-                require(
-                    tf.reduce_all(known <= 1),
-                    "`known` must hold only 0 (draw) and 1 (keep).",
-                    "known values in [min, max] =",
-                    tf.reduce_min(known),
-                    tf.reduce_max(known),
-                )
-            )
-        temperature = inputs.get("temperature")
-        if temperature is not None:
-            checks.append(
-                require(
-                    tf.logical_and(
-                        tf.reduce_all(tf.math.is_finite(temperature)),
-                        tf.reduce_all(temperature >= sampling.MIN_TEMPERATURE),
-                    ),
-                    sampling.TEMPERATURE_RULE,
-                    "temperature=",
-                    temperature,
-                )
-            )
-        position = inputs.get("position")
-        if position is not None:
-            checks.append(
-                require(
-                    tf.logical_and(
-                        tf.reduce_all(position >= 0),
-                        tf.reduce_all(position < num_steps),
-                    ),
-                    f"`position` must lie in [0, {num_steps - 1}]: the flat "
-                    "sub-pixel index (raster order, channel fastest) of an image "
-                    f"with H*W*C = {num_steps} sub-pixels.",
-                    "position=",
-                    position,
-                )
-            )
-        label = inputs.get("class_label")
-        if label is not None and num_classes:
-            checks.append(
-                require(
-                    tf.logical_and(
-                        tf.reduce_all(label >= 0), tf.reduce_all(label < num_classes)
-                    ),
-                    f"`class_label` values must lie in [0, {num_classes - 1}] "
-                    f"(num_classes={num_classes}).",
-                    "class_label values in [min, max] =",
-                    tf.reduce_min(label),
-                    tf.reduce_max(label),
-                )
-            )
+        for name, check in (
+            ("images", self._images_check),
+            ("known", self._known_check),
+            ("temperature", self._temperature_check),
+            ("position", self._position_check),
+            ("class_label", self._class_label_check),
+        ):
+            value = inputs.get(name)
+            if value is None:
+                continue
+            op = check(value)
+            if op is not None:
+                checks.append(op)
         return checks
 
-    def run_checks(batch_name, inputs):
+    def _images_check(self, images):
+        tf = _tf()
+        num_levels = self.num_levels
+        if num_levels >= 256 and images.dtype == tf.uint8:
+            return None  # every uint8 is a level
+        return _levels_check(
+            "images",
+            tf.cast(images, tf.int32),
+            num_levels,
+            f"`images` values must lie in [0, {num_levels - 1}] "
+            f"(num_levels={num_levels}).",
+        )
+
+    def _known_check(self, known):
+        tf = _tf()
+        return _range_check(
+            "known",
+            known,
+            tf.reduce_all(known <= 1),
+            "`known` must hold only 0 (draw) and 1 (keep).",
+        )
+
+    def _temperature_check(self, temperature):
+        tf = _tf()
+        from pixel_keras import sampling
+
+        ok = tf.logical_and(
+            tf.reduce_all(tf.math.is_finite(temperature)),
+            tf.reduce_all(temperature >= sampling.MIN_TEMPERATURE),
+        )
+        return _require(ok, sampling.TEMPERATURE_RULE, "temperature=", temperature)
+
+    def _position_check(self, position):
+        tf = _tf()
+        num_steps = self.num_steps
+        ok = tf.logical_and(
+            tf.reduce_all(position >= 0), tf.reduce_all(position < num_steps)
+        )
+        what = (
+            f"`position` must lie in [0, {num_steps - 1}]: the flat sub-pixel "
+            "index (raster order, channel fastest) of an image with H*W*C = "
+            f"{num_steps} sub-pixels."
+        )
+        return _require(ok, what, "position=", position)
+
+    def _class_label_check(self, label):
+        num_classes = self.num_classes
+        if not num_classes:
+            return None
+        return _levels_check(
+            "class_label",
+            label,
+            num_classes,
+            f"`class_label` values must lie in [0, {num_classes - 1}] "
+            f"(num_classes={num_classes}).",
+        )
+
+    def run_checks(self, batch_name, inputs):
         """The checks of `checked`, on tensors of unknown static shape."""
-        batch_shape = runtime_shape(inputs[batch_name])
+        tf = _tf()
+        batch_shape = _runtime_shape(inputs[batch_name])
         batch = tf.concat([batch_shape, [-1]], 0)[0]  # -1 for a scalar
         shapes = [
-            check_shape(name, value, batch, batch_name, batch_shape)
+            self.check_shape(name, value, batch, batch_name, batch_shape)
             for name, value in inputs.items()
         ]
         with tf.control_dependencies(shapes):
-            values = value_checks(inputs, batch, batch_name, batch_shape)
+            values = self.value_checks(inputs, batch, batch_name, batch_shape)
         with tf.control_dependencies(shapes + values):
             return {name: tf.identity(value) for name, value in inputs.items()}
 
-    def checked(batch_name, inputs):
+    def checked(self, batch_name, inputs):
         """Checks every input, then returns them behind the checks.
 
         First the full shape of each input (every dimension, the batch size
@@ -313,9 +343,10 @@ def build_signatures(model) -> dict:
         enforce on fed tensors): e.g. "`temperature` is a scalar" to true
         when tf.saved_model.load runs the signature.
         """
+        tf = _tf()
 
         def check_inputs(values):
-            return run_checks(batch_name, values)
+            return self.run_checks(batch_name, values)
 
         checker = tf.function(
             check_inputs,
@@ -326,31 +357,32 @@ def build_signatures(model) -> dict:
         )
         out = checker(inputs)
         for name, value in out.items():
-            value.set_shape([None if d == "N" else d for d in expected_dims[name]])
+            value.set_shape([None if d == "N" else d for d in self.expected_dims[name]])
         return out
 
-    def to_seeds(seed):
-        # Same as sampling.per_sample_seeds for explicit seeds: value mod 2**32.
-        return tf.cast(tf.math.floormod(seed, tf.constant(2**32, tf.int64)), tf.uint32)
+    # ---- signature bodies (inputs as in the module docstring) -------------
 
-    def logits_fn(conditions):
-        return lambda x: model.logits(x, conditions)
+    def to_images(self, canvas):
+        return _tf().cast(canvas, self.image_dtype)
 
-    def to_images(canvas):
-        return tf.cast(canvas, image_dtype)
+    def log_prob(self, images, **conditions):
+        tf = _tf()
+        from pixel_keras import distributions, losses
 
-    def log_prob(images, **conditions):
-        inputs = checked("images", {"images": images, **conditions})
+        inputs = self.checked("images", {"images": images, **conditions})
         values = tf.cast(inputs.pop("images"), tf.int32)
-        nats = distributions.log_prob(model.logits(values, inputs), values)
-        bits = losses.nats_to_bits_per_dim(-nats, (height, width, channels))
+        nats = distributions.log_prob(self.model.logits(values, inputs), values)
+        bits = losses.nats_to_bits_per_dim(-nats, self.image_shape)
         return {
             "log_prob": tf.identity(nats, name="log_prob"),
             "bits_per_dim": tf.identity(bits, name="bits_per_dim"),
         }
 
-    def run_sampler(canvas, given, known, seed, temperature, conditions):
+    def run_sampler(self, canvas, given, known, seed, temperature, conditions):
         """Runs the cached sampler over all sub-pixels (inputs checked)."""
+        tf = _tf()
+        from pixel_keras import sampling
+
         # The cached sampler (O(1) work per sub-pixel), writing its caches
         # with standard ops so that the graph has no XLA-only ops.
         # Every op of the loop, its constant initial caches included, waits
@@ -359,32 +391,34 @@ def build_signatures(model) -> dict:
         # that cancellation instead of the check's message.
         with tf.control_dependencies([seed]), tf.name_scope("cached_sampler"):
             state = sampling.run_steps(
-                model,
-                sampling.initial_state(model, canvas, conditions),
+                self.model,
+                sampling.initial_state(self.model, canvas, conditions),
                 tf.constant(0, tf.int32),
-                tf.constant(num_steps, tf.int32),
-                to_seeds(seed),
+                tf.constant(self.num_steps, tf.int32),
+                _to_seeds(seed),
                 temperature,
                 given,
                 known,
                 slice_update=_slice_update,
             )
-            canvas = sampling.state_canvas(model, state)
-        return {"images": tf.identity(to_images(canvas), name="images")}
+            canvas = sampling.state_canvas(self.model, state)
+        return {"images": tf.identity(self.to_images(canvas), name="images")}
 
-    def sample(seed, temperature, **conditions):
-        inputs = checked(
+    def sample(self, seed, temperature, **conditions):
+        tf = _tf()
+        inputs = self.checked(
             "seed", {"seed": seed, "temperature": temperature, **conditions}
         )
         seed, temperature = inputs.pop("seed"), inputs.pop("temperature")
         batch = tf.shape(seed)[0]
-        canvas = tf.zeros((batch, height, width, channels), tf.int32)
-        given = tf.zeros((batch, num_steps), tf.int32)
-        known = tf.zeros((batch, num_steps), tf.bool)
-        return run_sampler(canvas, given, known, seed, temperature, inputs)
+        canvas = tf.zeros((batch, *self.image_shape), tf.int32)
+        given = tf.zeros((batch, self.num_steps), tf.int32)
+        known = tf.zeros((batch, self.num_steps), tf.bool)
+        return self.run_sampler(canvas, given, known, seed, temperature, inputs)
 
-    def complete(images, known, seed, temperature, **conditions):
-        inputs = checked(
+    def complete(self, images, known, seed, temperature, **conditions):
+        tf = _tf()
+        inputs = self.checked(
             "images",
             {
                 "images": images,
@@ -397,16 +431,18 @@ def build_signatures(model) -> dict:
         images, known = inputs.pop("images"), inputs.pop("known")
         seed, temperature = inputs.pop("seed"), inputs.pop("temperature")
         batch = tf.shape(images)[0]
-        given = tf.reshape(tf.cast(images, tf.int32), (batch, num_steps))
-        mask = tf.reshape(tf.equal(known, 1), (batch, num_steps))
+        given = tf.reshape(tf.cast(images, tf.int32), (batch, self.num_steps))
+        mask = tf.reshape(tf.equal(known, 1), (batch, self.num_steps))
         canvas = tf.reshape(
-            tf.where(mask, given, tf.zeros_like(given)),
-            (batch, height, width, channels),
+            tf.where(mask, given, tf.zeros_like(given)), (batch, *self.image_shape)
         )
-        return run_sampler(canvas, given, mask, seed, temperature, inputs)
+        return self.run_sampler(canvas, given, mask, seed, temperature, inputs)
 
-    def sample_step(images, position, seed, temperature, **conditions):
-        inputs = checked(
+    def sample_step(self, images, position, seed, temperature, **conditions):
+        tf = _tf()
+        from pixel_keras import sampling
+
+        inputs = self.checked(
             "images",
             {
                 "images": images,
@@ -418,37 +454,57 @@ def build_signatures(model) -> dict:
         )
         canvas = tf.cast(inputs.pop("images"), tf.int32)
         position, temperature = inputs.pop("position"), inputs.pop("temperature")
-        seeds = to_seeds(inputs.pop("seed"))
+        seeds = _to_seeds(inputs.pop("seed"))
         canvas, step_logits = sampling.naive_step(
-            logits_fn(inputs), canvas, position, seeds, temperature
+            lambda x: self.model.logits(x, inputs), canvas, position, seeds, temperature
         )
         probs = tf.nn.softmax(tf.cast(step_logits, tf.float32) / temperature, axis=-1)
         return {
-            "images": tf.identity(to_images(canvas), name="images"),
+            "images": tf.identity(self.to_images(canvas), name="images"),
             "probs": tf.identity(probs, name="probs"),
         }
 
-    cond = [condition_specs[n] for n in condition_names]
+    def functions(self):
+        """{signature name: tf.function with its input signature}."""
+        tf = _tf()
+        images = tf.TensorSpec((None, *self.image_shape), self.image_dtype, "images")
+        known = tf.TensorSpec((None, *self.image_shape), tf.uint8, "known")
+        seed = tf.TensorSpec((None,), tf.int64, "seed")
+        temperature = tf.TensorSpec((), tf.float32, "temperature")
+        position = tf.TensorSpec((), tf.int32, "position")
+        condition_names = tuple(self.condition_specs)
+        conditions = [self.condition_specs[n] for n in condition_names]
 
-    def make(fn, names, specs):
-        return tf.function(
-            _named(fn, (*names, *condition_names)), input_signature=[*specs, *cond]
-        )
+        def make(fn, specs):
+            names = tuple(spec.name for spec in specs)
+            return tf.function(
+                _named(fn, (*names, *condition_names)),
+                input_signature=[*specs, *conditions],
+            )
 
-    return {
-        "serving_default": make(log_prob, ("images",), [image_spec]),
-        "sample": make(sample, ("seed", "temperature"), [seed_spec, temperature_spec]),
-        "sample_step": make(
-            sample_step,
-            ("images", "position", "seed", "temperature"),
-            [image_spec, position_spec, seed_spec, temperature_spec],
-        ),
-        "complete": make(
-            complete,
-            ("images", "known", "seed", "temperature"),
-            [image_spec, known_spec, seed_spec, temperature_spec],
-        ),
-    }
+        return {
+            "serving_default": make(self.log_prob, [images]),
+            "sample": make(self.sample, [seed, temperature]),
+            "sample_step": make(
+                self.sample_step, [images, position, seed, temperature]
+            ),
+            "complete": make(self.complete, [images, known, seed, temperature]),
+        }
+
+
+def _to_seeds(seed):
+    """Same as `sampling.per_sample_seeds` for explicit seeds: value mod 2**32."""
+    tf = _tf()
+    return tf.cast(tf.math.floormod(seed, tf.constant(2**32, tf.int64)), tf.uint32)
+
+
+def build_signatures(model) -> dict:
+    """Returns {signature name: tf.function with an input signature}.
+
+    Args:
+        model: an `AutoregressiveImageModel` (built, TensorFlow backend).
+    """
+    return _Signatures(model).functions()
 
 
 def _serving_module(model):
@@ -507,6 +563,29 @@ def export_saved_model(
     ```
     """
     tf = _tf()
+    _check_export_args(model, version)
+    base = Path(base_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = _next_version(base)
+    target = base / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists in {base}; pass overwrite=True "
+            "(CLI: --overwrite) to replace it, or leave the version out to "
+            f"write the next free one ({_next_version(base)})."
+        )
+
+    def save(path):
+        module, concrete = _serving_module(model)
+        tf.saved_model.save(module, str(path), signatures=concrete)
+
+    _write_version(save, base, version, target)
+    return target
+
+
+def _check_export_args(model, version):
+    """Raises ValueError for a bad `version` or a `model` without images."""
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or version < 1
     ):
@@ -519,22 +598,23 @@ def export_saved_model(
                 "`model` must be a pixel-keras AutoregressiveImageModel "
                 f"(with `{attr}`). Received: {type(model).__name__}"
             )
-    base = Path(base_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        version = (versions(base) or [0])[-1] + 1
-    target = base / str(version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Version {version} already exists in {base}; pass overwrite=True "
-            "(CLI: --overwrite) to replace it, or leave the version out to "
-            f"write the next free one ({(versions(base) or [0])[-1] + 1})."
-        )
+
+
+def _next_version(base):
+    """1 + the highest version under `base` (1 for none)."""
+    return (versions(base) or [0])[-1] + 1
+
+
+def _write_version(save, base, version, target):
+    """Runs `save(path)` into a temporary directory, then moves it to `target`.
+
+    An existing `target` is replaced, and put back if anything fails; the
+    temporary directory is always removed.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-export-{version}-", dir=base))
     trash = tmp / "replaced"
     try:
-        module, concrete = _serving_module(model)
-        tf.saved_model.save(module, str(tmp / "model"), signatures=concrete)
+        save(tmp / "model")
         if target.exists():
             os.replace(target, trash)
         os.replace(tmp / "model", target)
@@ -544,4 +624,3 @@ def export_saved_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -40,6 +40,58 @@ def write_level(image, value, index, rescaling, slice_update):
     return slice_update(image, index, update)
 
 
+def padded_input(canvas, rescaling, kernel_size):
+    """The scaled canvas, zero-padded as a "same" conv of `kernel_size` pads it.
+
+    The image cache of a model whose first layer is that convolution.
+    """
+    ph, pw = (k // 2 for k in kernel_size)
+    image = scaled(canvas, rescaling)
+    return ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+
+
+def write_input(cache, value, index, model, slice_update):
+    """`write_cache` of a model with a cache `(image, per-layer states)`.
+
+    Writes level `value` `[N]` at `index` (i, j, c) of `image`, the
+    `padded_input` of `model.conv_in` (scaled by `model.rescaling`).
+    """
+    image, states = cache
+    i, j, c = index
+    ph, pw = (k // 2 for k in model.conv_in.kernel_size)
+    image = write_level(
+        image, value, [0, i + ph, j + pw, c], model.rescaling, slice_update
+    )
+    return image, states
+
+
+def conv_at_pixel(conv, cache, i, j):
+    """A masked "same" conv at pixel (i, j) of its padded input cache, `[N, maps]`."""
+    return conv.call_at_pixel(neighbourhood(cache, i, j, conv.kernel_size))
+
+
+def stream_logits(model, cache, i, j, layers, step, slice_update):
+    """`cached_logits` of a model with a cache `(image, per-layer states)`.
+
+    The model's input conv `model.conv_in` at (i, j) of `image` (a
+    `padded_input`), then each layer's `step(layer, state, x, i, j,
+    slice_update) -> (x, state)`, then the output stack `model.output_convs`.
+
+    Returns:
+        `(logits [N, C, K], the new cache)`.
+    """
+    image, states = cache
+    x = conv_at_pixel(model.conv_in, image, i, j)  # [N, 2h]
+    new_states = []
+    for layer, state in zip(layers, states):
+        x, state = step(layer, state, x, i, j, slice_update)
+        new_states.append(state)
+    logits = output_logits(
+        x, model.output_convs, model.image_shape[-1], model.num_levels
+    )
+    return logits, (image, tuple(new_states))
+
+
 def output_logits(x, output_convs, channels, num_levels):
     """The output stack at one pixel: `[N, maps]` -> logits `[N, C, K]`."""
     out_1, out_2 = output_convs

@@ -49,17 +49,19 @@ from keras import ops
 import pixel_keras.models.caching as caching
 from pixel_keras.layers.gated_block import GatedBlock
 from pixel_keras.models.base import AutoregressiveImageModel
-from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
+from pixel_keras.models.pixel_cnn import (
+    check_int,
+    check_maps,
+    image_input,
+    output_stack,
+    validate_common_args,
+)
 from pixel_keras.models.registry import register
 
 
 def _check_optional_int(arg, value, minimum):
-    if value is not None and (
-        not isinstance(value, int) or isinstance(value, bool) or value < minimum
-    ):
-        raise ValueError(
-            f"`{arg}` must be None or an int >= {minimum}. Received: {arg}={value!r}"
-        )
+    if value is not None:
+        check_int(arg, value, minimum, f"None or an int >= {minimum}", allow_bool=False)
 
 
 def _deconv_network(h, image_shape, maps, name):
@@ -95,6 +97,120 @@ def _deconv_network(h, image_shape, maps, name):
     for layer in layers:
         s = layer(s)
     return s, layers
+
+
+def _check_args(
+    image_shape, num_levels, num_layers, hidden_maps, kernel_size, output_maps
+):
+    """Checks `GatedPixelCNN`'s image and layer arguments; returns `image_shape`."""
+    image_shape = validate_common_args(image_shape, num_levels)
+    channels = image_shape[-1]
+    check_maps(
+        channels, allow_bool=False, hidden_maps=hidden_maps, output_maps=output_maps
+    )
+    check_int("num_layers", num_layers, 1, allow_bool=False)
+    check_int(
+        "kernel_size", kernel_size, 3, "an odd int >= 3", odd=True, allow_bool=False
+    )
+    return image_shape
+
+
+def _check_condition_args(
+    num_classes, condition_dim, condition_map_channels, deconv_maps
+):
+    """Checks `GatedPixelCNN`'s condition arguments."""
+    _check_optional_int("num_classes", num_classes, 2)
+    _check_optional_int("condition_dim", condition_dim, 1)
+    _check_optional_int("condition_map_channels", condition_map_channels, 1)
+    _check_optional_int("deconv_maps", deconv_maps, 1)
+    if deconv_maps is not None and num_classes is None and condition_dim is None:
+        raise ValueError(
+            "`deconv_maps` needs a condition vector to deconvolve: set "
+            "`num_classes` or `condition_dim`. Received: "
+            f"deconv_maps={deconv_maps}, num_classes=None, condition_dim=None"
+        )
+
+
+def _condition_inputs(
+    image_shape, num_classes, condition_dim, condition_map_channels, deconv_maps, name
+):
+    """The condition inputs and what the gated blocks read of them.
+
+    Returns:
+        `(inputs, h, s, deconv_layers)`: the condition inputs by name (in
+        the model's input order), the condition vector h `[B, D]` and map s
+        `[B, H, W, S]` (None when absent), and the layers of s = m(h) (None
+        without `deconv_maps`).
+    """
+    inputs = {}
+    vectors = []
+    if num_classes is not None:
+        inputs["class_label"] = keras.Input(shape=(), dtype="int32", name="class_label")
+        vectors.append(
+            keras.layers.CategoryEncoding(
+                num_classes, output_mode="one_hot", name=f"{name}_class_one_hot"
+            )(inputs["class_label"])
+        )  # [B, num_classes]
+    if condition_dim is not None:
+        inputs["condition"] = keras.Input(shape=(condition_dim,), name="condition")
+        vectors.append(inputs["condition"])
+    condition = None
+    if len(vectors) > 1:
+        condition = keras.layers.Concatenate(name=f"{name}_condition_concat")(vectors)
+    elif vectors:
+        condition = vectors[0]  # [B, D]
+    maps = []
+    if condition_map_channels is not None:
+        inputs["condition_map"] = keras.Input(
+            shape=(*image_shape[:2], condition_map_channels), name="condition_map"
+        )
+        maps.append(inputs["condition_map"])
+    deconv_layers = None
+    if deconv_maps is not None:
+        deconv, deconv_layers = _deconv_network(
+            condition, image_shape, deconv_maps, name
+        )
+        maps.append(deconv)
+    condition_map = None
+    if len(maps) > 1:
+        condition_map = keras.layers.Concatenate(name=f"{name}_condition_map_concat")(
+            maps
+        )
+    elif maps:
+        condition_map = maps[0]  # [B, H, W, S]
+    return inputs, condition, condition_map, deconv_layers
+
+
+def _gated_stack(
+    x, condition, condition_map, num_layers, hidden_maps, kernel_size, channels, name
+):
+    """The gated blocks on the scaled images `x`.
+
+    Returns:
+        `(the sum of the skip outputs [B, H, W, p], the blocks)`.
+    """
+    vertical, horizontal = x, x
+    skips = []
+    blocks = []
+    for i in range(num_layers):
+        block = GatedBlock(
+            hidden_maps,
+            kernel_size,
+            "A" if i == 0 else "B",
+            image_channels=channels,
+            residual=i > 0,
+            name=f"{name}_block_{i}",
+        )
+        blocks.append(block)
+        vertical, horizontal, skip = block(
+            vertical, horizontal, condition=condition, condition_map=condition_map
+        )
+        skips.append(skip)
+    if len(skips) > 1:
+        out = keras.layers.Add(name=f"{name}_skip_sum")(skips)
+    else:
+        out = skips[0]  # [B, H, W, p]
+    return out, blocks
 
 
 @register("gated_pixelcnn")
@@ -168,114 +284,34 @@ class GatedPixelCNN(AutoregressiveImageModel):
         name="gated_pixelcnn",
         **kwargs,
     ):
-        image_shape = validate_common_args(image_shape, num_levels)
-        channels = image_shape[-1]
-        for arg, value in (
-            ("hidden_maps", hidden_maps),
-            ("output_maps", output_maps),
-        ):
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < channels
-            ):
-                raise ValueError(
-                    f"`{arg}` must be an int >= the number of image channels "
-                    f"({channels}). Received: {arg}={value!r}"
-                )
-        if (
-            not isinstance(num_layers, int)
-            or isinstance(num_layers, bool)
-            or num_layers < 1
-        ):
-            raise ValueError(
-                f"`num_layers` must be an int >= 1. Received: num_layers={num_layers!r}"
-            )
-        if (
-            not isinstance(kernel_size, int)
-            or isinstance(kernel_size, bool)
-            or kernel_size < 3
-            or kernel_size % 2 == 0
-        ):
-            raise ValueError(
-                "`kernel_size` must be an odd int >= 3. "
-                f"Received: kernel_size={kernel_size!r}"
-            )
-        _check_optional_int("num_classes", num_classes, 2)
-        _check_optional_int("condition_dim", condition_dim, 1)
-        _check_optional_int("condition_map_channels", condition_map_channels, 1)
-        _check_optional_int("deconv_maps", deconv_maps, 1)
-        if deconv_maps is not None and num_classes is None and condition_dim is None:
-            raise ValueError(
-                "`deconv_maps` needs a condition vector to deconvolve: set "
-                "`num_classes` or `condition_dim`. Received: "
-                f"deconv_maps={deconv_maps}, num_classes=None, condition_dim=None"
-            )
+        image_shape = _check_args(
+            image_shape, num_levels, num_layers, hidden_maps, kernel_size, output_maps
+        )
+        _check_condition_args(
+            num_classes, condition_dim, condition_map_channels, deconv_maps
+        )
 
         # === Functional model ===
         images, x, rescaling = image_input(image_shape, num_levels, name)
-        inputs = {"images": images}
-        vectors = []
-        if num_classes is not None:
-            inputs["class_label"] = keras.Input(
-                shape=(), dtype="int32", name="class_label"
-            )
-            vectors.append(
-                keras.layers.CategoryEncoding(
-                    num_classes, output_mode="one_hot", name=f"{name}_class_one_hot"
-                )(inputs["class_label"])
-            )  # [B, num_classes]
-        if condition_dim is not None:
-            inputs["condition"] = keras.Input(shape=(condition_dim,), name="condition")
-            vectors.append(inputs["condition"])
-        condition = None
-        if len(vectors) > 1:
-            condition = keras.layers.Concatenate(name=f"{name}_condition_concat")(
-                vectors
-            )
-        elif vectors:
-            condition = vectors[0]  # [B, D]
-        maps = []
-        if condition_map_channels is not None:
-            inputs["condition_map"] = keras.Input(
-                shape=(*image_shape[:2], condition_map_channels), name="condition_map"
-            )
-            maps.append(inputs["condition_map"])
-        deconv_layers = None
-        if deconv_maps is not None:
-            deconv, deconv_layers = _deconv_network(
-                condition, image_shape, deconv_maps, name
-            )
-            maps.append(deconv)
-        condition_map = None
-        if len(maps) > 1:
-            condition_map = keras.layers.Concatenate(
-                name=f"{name}_condition_map_concat"
-            )(maps)
-        elif maps:
-            condition_map = maps[0]  # [B, H, W, S]
-
-        vertical, horizontal = x, x
-        skips = []
-        blocks = []
-        for i in range(num_layers):
-            block = GatedBlock(
-                hidden_maps,
-                kernel_size,
-                "A" if i == 0 else "B",
-                image_channels=channels,
-                residual=i > 0,
-                name=f"{name}_block_{i}",
-            )
-            blocks.append(block)
-            vertical, horizontal, skip = block(
-                vertical, horizontal, condition=condition, condition_map=condition_map
-            )
-            skips.append(skip)
-        if len(skips) > 1:
-            out = keras.layers.Add(name=f"{name}_skip_sum")(skips)
-        else:
-            out = skips[0]  # [B, H, W, p]
+        conditions, condition, condition_map, deconv_layers = _condition_inputs(
+            image_shape,
+            num_classes,
+            condition_dim,
+            condition_map_channels,
+            deconv_maps,
+            name,
+        )
+        inputs = {"images": images, **conditions}
+        out, blocks = _gated_stack(
+            x,
+            condition,
+            condition_map,
+            num_layers,
+            hidden_maps,
+            kernel_size,
+            image_shape[-1],
+            name,
+        )
         logits, output_convs = output_stack(
             out, image_shape, num_levels, output_maps, name
         )

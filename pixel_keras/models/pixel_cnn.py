@@ -53,6 +53,35 @@ def validate_common_args(image_shape, num_levels):
     return tuple(image_shape)
 
 
+def check_int(arg, value, minimum, requirement=None, *, odd=False, allow_bool=True):
+    """Raises ValueError unless `value` is an int >= `minimum` (and odd if `odd`).
+
+    The message reads "`arg` must be <requirement>. Received: arg=value",
+    the requirement "an int >= minimum" unless given. `allow_bool=False`
+    also rejects True and False (which are ints).
+    """
+    if (
+        not isinstance(value, int)
+        or (not allow_bool and isinstance(value, bool))
+        or value < minimum
+        or (odd and value % 2 == 0)
+    ):
+        requirement = requirement or f"an int >= {minimum}"
+        raise ValueError(f"`{arg}` must be {requirement}. Received: {arg}={value!r}")
+
+
+def check_maps(channels, allow_bool=True, **maps):
+    """Checks map counts (`hidden_maps=...`): ints >= the image channels."""
+    for arg, value in maps.items():
+        check_int(
+            arg,
+            value,
+            channels,
+            f"an int >= the number of image channels ({channels})",
+            allow_bool=allow_bool,
+        )
+
+
 def output_stack(x, image_shape, num_levels, output_maps, name):
     """ReLU -> masked 1x1 (B) -> ReLU -> masked 1x1 (B) -> logits [.., C, K].
 
@@ -90,6 +119,49 @@ def image_input(image_shape, num_levels, name):
         scale=2.0 / (num_levels - 1), offset=-1.0, name=f"{name}_rescale"
     )
     return images, rescaling(images), rescaling
+
+
+def _residual_stack(x, num_residual_blocks, hidden_maps, kernel_size, channels, name):
+    """PixelCNN's residual blocks on the stream `x` `[B, H, W, 2h]`.
+
+    Returns:
+        `(the stream, the (1x1, k x k, 1x1) masked convs of each block)`.
+    """
+    residual_blocks = []
+    for i in range(num_residual_blocks):
+        prefix = f"{name}_block_{i}"
+        convs = (
+            MaskedConv2D(
+                hidden_maps,
+                1,
+                "B",
+                image_channels=channels,
+                name=f"{prefix}_conv_1",
+            ),
+            MaskedConv2D(
+                hidden_maps,
+                kernel_size,
+                "B",
+                image_channels=channels,
+                name=f"{prefix}_conv_2",
+            ),
+            MaskedConv2D(
+                2 * hidden_maps,
+                1,
+                "B",
+                image_channels=channels,
+                name=f"{prefix}_conv_3",
+            ),
+        )
+        residual_blocks.append(convs)
+        y = keras.layers.ReLU(name=f"{prefix}_relu_1")(x)
+        y = convs[0](y)
+        y = keras.layers.ReLU(name=f"{prefix}_relu_2")(y)
+        y = convs[1](y)
+        y = keras.layers.ReLU(name=f"{prefix}_relu_3")(y)
+        y = convs[2](y)
+        x = keras.layers.Add(name=f"{prefix}_add")([x, y])
+    return x, residual_blocks
 
 
 @register("pixelcnn")
@@ -145,20 +217,8 @@ class PixelCNN(AutoregressiveImageModel):
     ):
         image_shape = validate_common_args(image_shape, num_levels)
         channels = image_shape[-1]
-        for arg, value in (
-            ("hidden_maps", hidden_maps),
-            ("output_maps", output_maps),
-        ):
-            if not isinstance(value, int) or value < channels:
-                raise ValueError(
-                    f"`{arg}` must be an int >= the number of image channels "
-                    f"({channels}). Received: {arg}={value!r}"
-                )
-        if not isinstance(num_residual_blocks, int) or num_residual_blocks < 0:
-            raise ValueError(
-                "`num_residual_blocks` must be an int >= 0. "
-                f"Received: num_residual_blocks={num_residual_blocks!r}"
-            )
+        check_maps(channels, hidden_maps=hidden_maps, output_maps=output_maps)
+        check_int("num_residual_blocks", num_residual_blocks, 0)
 
         # === Functional model ===
         images, x, rescaling = image_input(image_shape, num_levels, name)
@@ -170,40 +230,9 @@ class PixelCNN(AutoregressiveImageModel):
             name=f"{name}_conv_in",
         )
         x = conv_in(x)
-        residual_blocks = []
-        for i in range(num_residual_blocks):
-            prefix = f"{name}_block_{i}"
-            convs = (
-                MaskedConv2D(
-                    hidden_maps,
-                    1,
-                    "B",
-                    image_channels=channels,
-                    name=f"{prefix}_conv_1",
-                ),
-                MaskedConv2D(
-                    hidden_maps,
-                    kernel_size,
-                    "B",
-                    image_channels=channels,
-                    name=f"{prefix}_conv_2",
-                ),
-                MaskedConv2D(
-                    2 * hidden_maps,
-                    1,
-                    "B",
-                    image_channels=channels,
-                    name=f"{prefix}_conv_3",
-                ),
-            )
-            residual_blocks.append(convs)
-            y = keras.layers.ReLU(name=f"{prefix}_relu_1")(x)
-            y = convs[0](y)
-            y = keras.layers.ReLU(name=f"{prefix}_relu_2")(y)
-            y = convs[1](y)
-            y = keras.layers.ReLU(name=f"{prefix}_relu_3")(y)
-            y = convs[2](y)
-            x = keras.layers.Add(name=f"{prefix}_add")([x, y])
+        x, residual_blocks = _residual_stack(
+            x, num_residual_blocks, hidden_maps, kernel_size, channels, name
+        )
         logits, output_convs = output_stack(
             x, image_shape, num_levels, output_maps, name
         )
@@ -243,9 +272,7 @@ class PixelCNN(AutoregressiveImageModel):
     def new_cache(self, canvas, conditions):
         num = ops.shape(canvas)[0]
         height, width = self.image_shape[:2]
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
-        image = caching.scaled(canvas, self.rescaling)
-        image = ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        image = caching.padded_input(canvas, self.rescaling, self.conv_in.kernel_size)
         caches = []
         for _, conv_2, _ in self.residual_blocks:
             kh, kw = conv_2.kernel_size
@@ -254,39 +281,31 @@ class PixelCNN(AutoregressiveImageModel):
         return image, tuple(caches)
 
     def cached_logits(self, cache, i, j, slice_update=None):
-        slice_update = slice_update or ops.slice_update
-        image, caches = cache
-        x = self.conv_in.call_at_pixel(
-            caching.neighbourhood(image, i, j, self.conv_in.kernel_size)
-        )  # [N, 2h]
-        new_caches = []
-        for (conv_1, conv_2, conv_3), block_cache in zip(self.residual_blocks, caches):
-            y = ops.relu(conv_1.call_at_pixel(ops.relu(x)))  # [N, h], conv_2's input
-            kh, kw = conv_2.kernel_size
-            block_cache = caching.write_pixel(
-                block_cache, (i + kh // 2, j + kw // 2), y, slice_update
-            )
-            new_caches.append(block_cache)
-            y = conv_2.call_at_pixel(
-                caching.neighbourhood(block_cache, i, j, conv_2.kernel_size)
-            )
-            x = x + conv_3.call_at_pixel(ops.relu(y))
-        logits = caching.output_logits(
-            x, self.output_convs, self.image_shape[-1], self.num_levels
-        )
-        return logits, (image, tuple(new_caches))
-
-    def write_cache(self, cache, value, i, j, c, slice_update=None):
-        image, caches = cache
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
-        image = caching.write_level(
-            image,
-            value,
-            [0, i + ph, j + pw, c],
-            self.rescaling,
+        return caching.stream_logits(
+            self,
+            cache,
+            i,
+            j,
+            self.residual_blocks,
+            self._block_step,
             slice_update or ops.slice_update,
         )
-        return image, caches
+
+    def write_cache(self, cache, value, i, j, c, slice_update=None):
+        return caching.write_input(
+            cache, value, (i, j, c), self, slice_update or ops.slice_update
+        )
+
+    def _block_step(self, convs, block_cache, x, i, j, slice_update):
+        """One residual block at (i, j): `(x + block(x) [N, 2h], block cache)`."""
+        conv_1, conv_2, conv_3 = convs
+        y = ops.relu(conv_1.call_at_pixel(ops.relu(x)))  # [N, h], conv_2's input
+        kh, kw = conv_2.kernel_size
+        block_cache = caching.write_pixel(
+            block_cache, (i + kh // 2, j + kw // 2), y, slice_update
+        )
+        y = caching.conv_at_pixel(conv_2, block_cache, i, j)
+        return x + conv_3.call_at_pixel(ops.relu(y)), block_cache
 
     def get_config(self):
         return {

@@ -65,10 +65,94 @@ from pixel_keras.layers.diagonal_bilstm import DiagonalBiLSTM
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
 from pixel_keras.layers.row_lstm import RowLSTM, lstm_update
 from pixel_keras.models.base import AutoregressiveImageModel
-from pixel_keras.models.pixel_cnn import image_input, output_stack, validate_common_args
+from pixel_keras.models.pixel_cnn import (
+    check_int,
+    check_maps,
+    image_input,
+    output_stack,
+    validate_common_args,
+)
 from pixel_keras.models.registry import register
 
 CELLS = ("row_lstm", "diagonal_bilstm")
+
+
+def _check_args(
+    image_shape,
+    num_levels,
+    cell,
+    hidden_maps,
+    num_layers,
+    output_maps,
+    kernel_size,
+    residual,
+    first_kernel_size,
+):
+    """Checks `PixelRNN`'s arguments.
+
+    Returns:
+        `(image_shape, kernel_size)`: the shape as a tuple, and the Row
+        LSTM's kernel size (3 for None; None for the Diagonal BiLSTM).
+    """
+    image_shape = validate_common_args(image_shape, num_levels)
+    channels = image_shape[-1]
+    if cell not in CELLS:
+        raise ValueError(f"`cell` must be one of {CELLS}. Received: cell={cell!r}")
+    check_maps(channels, hidden_maps=hidden_maps, output_maps=output_maps)
+    check_int("num_layers", num_layers, 0)
+    if cell == "row_lstm":
+        kernel_size = 3 if kernel_size is None else kernel_size
+        check_int("kernel_size", kernel_size, 1, "an odd positive int", odd=True)
+    elif kernel_size is not None:
+        raise ValueError(
+            "`kernel_size` applies to cell='row_lstm' only; the Diagonal "
+            "BiLSTM's kernels are fixed (1x1 input-to-state, 2x1 "
+            f"state-to-state). Received: kernel_size={kernel_size!r}"
+        )
+    check_int(
+        "first_kernel_size", first_kernel_size, 1, "an odd positive int", odd=True
+    )
+    if not isinstance(residual, bool):
+        raise ValueError(f"`residual` must be a bool. Received: residual={residual!r}")
+    return image_shape, kernel_size
+
+
+def _recurrent_stack(
+    x, cell, num_layers, hidden_maps, kernel_size, residual, channels, name
+):
+    """The LSTM layers, each with its 1x1 conv (and residual), on the stream `x`.
+
+    Returns:
+        `(the stream [B, H, W, 2h], the (LSTM layer, 1x1 conv) pairs)`.
+    """
+    recurrent_layers = []
+    for i in range(num_layers):
+        prefix = f"{name}_layer_{i}"
+        if cell == "row_lstm":
+            lstm = RowLSTM(
+                hidden_maps,
+                kernel_size,
+                image_channels=channels,
+                name=f"{prefix}_row_lstm",
+            )
+        else:
+            lstm = DiagonalBiLSTM(
+                hidden_maps,
+                image_channels=channels,
+                name=f"{prefix}_diagonal_bilstm",
+            )
+        y = lstm(x)  # [B, H, W, h]
+        conv_out = MaskedConv2D(
+            2 * hidden_maps,
+            1,
+            "B",
+            image_channels=channels,
+            name=f"{prefix}_conv_out",
+        )
+        recurrent_layers.append((lstm, conv_out))
+        y = conv_out(y)  # [B, H, W, 2h]
+        x = keras.layers.Add(name=f"{prefix}_add")([x, y]) if residual else y
+    return x, recurrent_layers
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -132,53 +216,18 @@ class PixelRNN(AutoregressiveImageModel):
         name="pixel_rnn",
         **kwargs,
     ):
-        image_shape = validate_common_args(image_shape, num_levels)
+        image_shape, kernel_size = _check_args(
+            image_shape,
+            num_levels,
+            cell,
+            hidden_maps,
+            num_layers,
+            output_maps,
+            kernel_size,
+            residual,
+            first_kernel_size,
+        )
         channels = image_shape[-1]
-        if cell not in CELLS:
-            raise ValueError(f"`cell` must be one of {CELLS}. Received: cell={cell!r}")
-        for arg, value in (
-            ("hidden_maps", hidden_maps),
-            ("output_maps", output_maps),
-        ):
-            if not isinstance(value, int) or value < channels:
-                raise ValueError(
-                    f"`{arg}` must be an int >= the number of image channels "
-                    f"({channels}). Received: {arg}={value!r}"
-                )
-        if not isinstance(num_layers, int) or num_layers < 0:
-            raise ValueError(
-                f"`num_layers` must be an int >= 0. Received: num_layers={num_layers!r}"
-            )
-        if cell == "row_lstm":
-            kernel_size = 3 if kernel_size is None else kernel_size
-            if (
-                not isinstance(kernel_size, int)
-                or kernel_size < 1
-                or kernel_size % 2 == 0
-            ):
-                raise ValueError(
-                    "`kernel_size` must be an odd positive int. "
-                    f"Received: kernel_size={kernel_size!r}"
-                )
-        elif kernel_size is not None:
-            raise ValueError(
-                "`kernel_size` applies to cell='row_lstm' only; the Diagonal "
-                "BiLSTM's kernels are fixed (1x1 input-to-state, 2x1 "
-                f"state-to-state). Received: kernel_size={kernel_size!r}"
-            )
-        if (
-            not isinstance(first_kernel_size, int)
-            or first_kernel_size < 1
-            or first_kernel_size % 2 == 0
-        ):
-            raise ValueError(
-                "`first_kernel_size` must be an odd positive int. "
-                f"Received: first_kernel_size={first_kernel_size!r}"
-            )
-        if not isinstance(residual, bool):
-            raise ValueError(
-                f"`residual` must be a bool. Received: residual={residual!r}"
-            )
 
         # === Functional model ===
         images, x, rescaling = image_input(image_shape, num_levels, name)
@@ -190,33 +239,9 @@ class PixelRNN(AutoregressiveImageModel):
             name=f"{name}_conv_in",
         )
         x = conv_in(x)  # [B, H, W, 2h]
-        recurrent_layers = []
-        for i in range(num_layers):
-            prefix = f"{name}_layer_{i}"
-            if cell == "row_lstm":
-                lstm = RowLSTM(
-                    hidden_maps,
-                    kernel_size,
-                    image_channels=channels,
-                    name=f"{prefix}_row_lstm",
-                )
-            else:
-                lstm = DiagonalBiLSTM(
-                    hidden_maps,
-                    image_channels=channels,
-                    name=f"{prefix}_diagonal_bilstm",
-                )
-            y = lstm(x)  # [B, H, W, h]
-            conv_out = MaskedConv2D(
-                2 * hidden_maps,
-                1,
-                "B",
-                image_channels=channels,
-                name=f"{prefix}_conv_out",
-            )
-            recurrent_layers.append((lstm, conv_out))
-            y = conv_out(y)  # [B, H, W, 2h]
-            x = keras.layers.Add(name=f"{prefix}_add")([x, y]) if residual else y
+        x, recurrent_layers = _recurrent_stack(
+            x, cell, num_layers, hidden_maps, kernel_size, residual, channels, name
+        )
         logits, output_convs = output_stack(
             x, image_shape, num_levels, output_maps, name
         )
@@ -275,9 +300,7 @@ class PixelRNN(AutoregressiveImageModel):
 
     def new_cache(self, canvas, conditions):
         num = ops.shape(canvas)[0]
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
-        image = caching.scaled(canvas, self.rescaling)
-        image = ops.pad(image, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+        image = caching.padded_input(canvas, self.rescaling, self.conv_in.kernel_size)
         new_layer = (
             self._new_row_lstm_cache
             if self.cell == "row_lstm"
@@ -286,38 +309,32 @@ class PixelRNN(AutoregressiveImageModel):
         return image, tuple(new_layer(num, lstm) for lstm, _ in self.recurrent_layers)
 
     def cached_logits(self, cache, i, j, slice_update=None):
-        slice_update = slice_update or ops.slice_update
-        image, layers = cache
-        x = self.conv_in.call_at_pixel(
-            caching.neighbourhood(image, i, j, self.conv_in.kernel_size)
-        )  # [N, 2h]
-        layer_step = (
+        return caching.stream_logits(
+            self,
+            cache,
+            i,
+            j,
+            self.recurrent_layers,
+            self._layer_step,
+            slice_update or ops.slice_update,
+        )
+
+    def write_cache(self, cache, value, i, j, c, slice_update=None):
+        return caching.write_input(
+            cache, value, (i, j, c), self, slice_update or ops.slice_update
+        )
+
+    def _layer_step(self, layer, state, x, i, j, slice_update):
+        """One LSTM layer and its 1x1 conv at (i, j): `(stream [N, 2h], state)`."""
+        lstm, conv_out = layer
+        cell_step = (
             self._row_lstm_step
             if self.cell == "row_lstm"
             else self._diagonal_bilstm_step
         )
-        new_layers = []
-        for (lstm, conv_out), state in zip(self.recurrent_layers, layers):
-            hidden, state = layer_step(lstm, state, x, i, j, slice_update)  # [N, h]
-            new_layers.append(state)
-            y = conv_out.call_at_pixel(hidden)
-            x = x + y if self.residual else y
-        logits = caching.output_logits(
-            x, self.output_convs, self.image_shape[-1], self.num_levels
-        )
-        return logits, (image, tuple(new_layers))
-
-    def write_cache(self, cache, value, i, j, c, slice_update=None):
-        image, layers = cache
-        ph, pw = (k // 2 for k in self.conv_in.kernel_size)
-        image = caching.write_level(
-            image,
-            value,
-            [0, i + ph, j + pw, c],
-            self.rescaling,
-            slice_update or ops.slice_update,
-        )
-        return image, layers
+        hidden, state = cell_step(lstm, state, x, i, j, slice_update)  # [N, h]
+        y = conv_out.call_at_pixel(hidden)
+        return (x + y if self.residual else y), state
 
     def finish_row(self, cache, i, slice_update=None):
         if self.cell == "row_lstm":
