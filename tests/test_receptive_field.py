@@ -19,7 +19,7 @@ def _gated(num_layers, kernel_size, image_shape=(6, 6, 1)):
 
 def test_deep_gated_stack_sees_the_whole_causal_context():
     # 3 layers of 5 x 5 (k = 2): rows i - 1 - 6 ... i - 1, columns j +- 6.
-    field = testing.receptive_field(_gated(3, 5))
+    field = testing.receptive_field(_gated(3, 5), num_images=8)
     assert field == {
         "positions": 36,
         "rows_above": 36,
@@ -38,7 +38,7 @@ def test_shallow_gated_stack_sees_a_band_of_rows():
 
 
 def test_rgb_sub_pixels_count_as_outputs():
-    field = testing.receptive_field(_gated(2, 5, image_shape=(4, 4, 3)))
+    field = testing.receptive_field(_gated(2, 5, image_shape=(4, 4, 3)), num_images=8)
     assert field["positions"] == 48
     assert field["full_context"] == 48
 

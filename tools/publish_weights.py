@@ -96,11 +96,11 @@ def main():
         labels = [i % num_classes for i in range(8 * num_classes)]
         samples = model.sample(len(labels), seed=0, class_label=labels, verbose=0)
         columns = num_classes
-        field = testing.receptive_field(model, conditions={"class_label": 0})
+        field = testing.receptive_field(model, conditions={"class_label": 0}, num_images=8)
     else:
         samples = model.sample(64, seed=0, verbose=0)
         columns = 8
-        field = testing.receptive_field(model)
+        field = testing.receptive_field(model, num_images=8)
     save_image_grid(
         samples, str(preset.path / "samples.png"), num_levels=preset.config["num_levels"],
         columns=columns, scale=4,

@@ -314,6 +314,7 @@ def test_direct_calls_check_concrete_inputs(images, match):
         model.bits_per_dim(images)
 
 
+@pytest.mark.tf_only  # traces with tf.function
 def test_compiled_calls_check_statically_only():
     """Inside a traced function (fit, evaluate, tf.function) values are not
     checked (no cost per step); dtype and shape still are, at trace time."""
