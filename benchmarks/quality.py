@@ -97,6 +97,12 @@ SANITY_IMAGES = 64
 TFP_NAME = "tfp_pixelcnn"
 
 
+def nats_to_bits_per_dim(nats, image_shape):
+    from pixel_keras.losses import nats_to_bits_per_dim as convert
+
+    return convert(nats, image_shape)
+
+
 def log(message):
     print(f"[quality] {message}", file=sys.stderr, flush=True)
 
@@ -368,7 +374,7 @@ def run_ours(args, preset, train, test):
     test_images, test_labels = test
     cond = {"class_label": test_labels[:SANITY_IMAGES]} if conditional else {}
     init_nll = -model.log_prob(test_images[:SANITY_IMAGES], **cond)  # builds it
-    init_bpd = float(np.mean(init_nll)) / (math.prod(IMAGE_SHAPE) * math.log(2.0))
+    init_bpd = nats_to_bits_per_dim(float(np.mean(init_nll)), IMAGE_SHAPE)
     log(
         f"{preset.name}: initial bits/dim on {SANITY_IMAGES} test images: {init_bpd:.3f}"
     )
@@ -596,7 +602,7 @@ def run_tfp(args, target_params, conditional, train, test):
     variables = dist.trainable_variables
     test_images, test_labels = test
     init_nll = nll(test_images[:SANITY_IMAGES], test_labels[:SANITY_IMAGES], False)
-    init_bpd = float(np.mean(init_nll)) / (math.prod(IMAGE_SHAPE) * math.log(2.0))
+    init_bpd = nats_to_bits_per_dim(float(np.mean(init_nll)), IMAGE_SHAPE)
     log(f"{TFP_NAME}: initial bits/dim on {SANITY_IMAGES} test images: {init_bpd:.3f}")
 
     optimizer = tf_keras.optimizers.Adam(args.lr)
@@ -639,7 +645,7 @@ def run_tfp(args, target_params, conditional, train, test):
         total += float(np.sum(batch.numpy().astype("float64")))
     eval_s = time.perf_counter() - t0
     nats = total / len(test_images)
-    bpd = nats / (math.prod(IMAGE_SHAPE) * math.log(2.0))
+    bpd = nats_to_bits_per_dim(nats, IMAGE_SHAPE)
     log(f"{TFP_NAME}: test bits/dim {bpd:.4f}")
     return {
         "params": int(params),
