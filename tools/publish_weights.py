@@ -89,7 +89,12 @@ def main():
     run_config = training.read_config(args.run_dir) or {}
 
     weights = preset.path / zoo.WEIGHTS_FILE
-    model.save_weights(str(weights))
+    # A fresh model without the checkpoint's optimizer: Keras writes a
+    # compiled model's optimizer variables (Adam moments, the weight average)
+    # into .weights.h5 too, 4x the size, and a preset ships the weights only.
+    published = zoo.build(preset)
+    published.set_weights(model.get_weights())
+    published.save_weights(str(weights))
     labels = None
     num_classes = preset.config.get("num_classes")
     if num_classes:
