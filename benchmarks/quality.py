@@ -89,6 +89,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
 import train_throughput
 
+from pixel_keras.checks import PRECISION_POLICIES  # Keras-free
+
 DATASET = "fashion_mnist"
 IMAGE_SHAPE = train_throughput.IMAGE_SHAPE  # (28, 28, 1)
 NUM_LEVELS = 256
@@ -234,7 +236,7 @@ def parse_args(argv=None):
     )
     g.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_bfloat16"),
+        choices=PRECISION_POLICIES,
         default="auto",
         help="training compute precision, as `pixel-keras train --precision` "
         "(auto: bfloat16 where the CPU has native bfloat16); evaluation is "

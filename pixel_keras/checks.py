@@ -7,6 +7,9 @@ the caller has NumPy loaded).
 
 import sys
 
+# The compute precisions `train --precision` takes (`pixel_keras.precision`).
+PRECISION_POLICIES = ("auto", "float32", "mixed_bfloat16")
+
 # Temperatures float32 can divide logits by (sampling runs in float32): the
 # smallest normal float32 and the largest finite one (NumPy's
 # `finfo(float32).tiny` and `.max`). The exported signatures check the same

@@ -20,7 +20,9 @@ import os
 
 import keras
 
-POLICIES = ("auto", "float32", "mixed_bfloat16")
+from pixel_keras.checks import PRECISION_POLICIES
+
+POLICIES = PRECISION_POLICIES
 
 # /proc/cpuinfo flags of native bfloat16 arithmetic.
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")

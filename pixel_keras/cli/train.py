@@ -2,6 +2,7 @@
 
 import os
 
+from pixel_keras.checks import PRECISION_POLICIES
 from pixel_keras.cli._common import (
     UsageError,
     non_negative_int,
@@ -196,7 +197,7 @@ def _add_execution_options(fit):
     """Precision, steps, devices, seed, time (the second half of "training")."""
     fit.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_bfloat16"),
+        choices=PRECISION_POLICIES,
         default="auto",
         help="compute precision: auto = bfloat16 where the CPU has native "
         "bfloat16 (AVX-512 BF16/AMX), else float32; losses, evaluation and "
