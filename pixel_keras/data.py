@@ -99,8 +99,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -108,6 +106,15 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from pixel_keras.idx import (  # noqa: F401  (ENV_DATA_DIR, ... re-exported)
+    ENV_DATA_DIR,
+    FASHION_MNIST_SIZES,
+    candidate_dirs,
+    find_fashion_mnist,
+    read_idx_header,
+    read_idx_pair,
+)
 
 __all__ = [
     "DataUnavailableError",
@@ -122,18 +129,9 @@ __all__ = [
 
 PathLike = str | os.PathLike
 
-ENV_DATA_DIR = "PIXEL_KERAS_DATA_DIR"
 BINARIZED_PREFIX = "binarized_"
 TFDS_PREFIX = "tfds:"
 
-# Directories searched after `data_dir` and `$PIXEL_KERAS_DATA_DIR`.
-FASHION_MNIST_SYSTEM_DIRS = ("/usr/share/datasets/fashion-mnist",)
-_FASHION_MNIST_SUBDIR = "fashion-mnist"
-_FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-_FASHION_MNIST_SIZES = {"train": 60000, "test": 10000}
 
 DIGITS_NUM_TEST = 297
 DIGITS_SEED = 0
@@ -147,7 +145,6 @@ _SPLIT_PATTERN = re.compile(
     r"^(?P<split>[a-z_]+)"
     r"(?:\[(?P<start>[+-]?\d+%?)?(?P<colon>:)?(?P<stop>[+-]?\d+%?)?\])?$"
 )
-_IDX_UBYTE = 0x08
 
 
 class DataUnavailableError(RuntimeError):
@@ -641,10 +638,10 @@ def _load_local(
     else:
         # Sizes are only known once the files are found: check syntax first.
         split_name, _, _ = _match_split(split, _LOCAL_SPLITS)
-        found = _find_fashion_mnist(split_name, data_dir)
+        found = find_fashion_mnist(split_name, data_dir)
         if found is None:
             return _fashion_mnist_from_tfds(split, data_dir, shuffle_files, download)
-        images, labels = _read_idx_pair(*found)
+        images, labels = read_idx_pair(*found)
         _, begin, end = _parse_split(split, {split_name: len(labels)})
     return tf.data.Dataset.from_tensor_slices(
         {"images": images[begin:end], "labels": labels[begin:end]}
@@ -679,136 +676,18 @@ def _digits_arrays(split_name: str) -> tuple[np.ndarray, np.ndarray]:
     return images[indices], labels[indices]
 
 
-def _candidate_dirs(data_dir: PathLike | None) -> list[str]:
-    roots = []
-    if data_dir is not None:
-        roots.append(os.fspath(data_dir))
-    env_dir = os.environ.get(ENV_DATA_DIR)
-    if env_dir:
-        roots.append(env_dir)
-    dirs = []
-    for root in roots:
-        dirs += [root, os.path.join(root, _FASHION_MNIST_SUBDIR)]
-    return dirs + list(FASHION_MNIST_SYSTEM_DIRS)
-
-
-def _find_file(directory: str, stem: str) -> str | None:
-    for filename in (stem + ".gz", stem):
-        path = os.path.join(directory, filename)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
-def _find_fashion_mnist(
-    split_name: str, data_dir: PathLike | None
-) -> tuple[str, str] | None:
-    """Returns `(images_path, labels_path)` from the first directory with both."""
-    images_stem, labels_stem = _FASHION_MNIST_FILES[split_name]
-    for directory in _candidate_dirs(data_dir):
-        images_path = _find_file(directory, images_stem)
-        labels_path = _find_file(directory, labels_stem)
-        if images_path and labels_path:
-            return images_path, labels_path
-    return None
-
-
 def _fashion_mnist_header_info(
     data_dir: PathLike | None,
 ) -> tuple[tuple[int, int, int], dict[str, int]]:
     image_shape = (28, 28, 1)
-    sizes = dict(_FASHION_MNIST_SIZES)
+    sizes = dict(FASHION_MNIST_SIZES)
     for split_name in _LOCAL_SPLITS:
-        found = _find_fashion_mnist(split_name, data_dir)
+        found = find_fashion_mnist(split_name, data_dir)
         if found is not None:
-            dims = _read_idx_header(found[0], expected_rank=3)
+            dims = read_idx_header(found[0], expected_rank=3)
             sizes[split_name] = dims[0]
             image_shape = (dims[1], dims[2], 1)
     return image_shape, sizes
-
-
-def _open(path: str):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def _parse_idx_header(header: bytes, path: str, expected_rank: int) -> tuple[int, ...]:
-    """Validates an IDX header: 2 zero bytes, type 0x08, rank, big-endian dims."""
-    if len(header) < 4:
-        raise ValueError(
-            f"IDX file {path!r} is truncated: {len(header)} bytes, no header."
-        )
-    zeros, data_type, rank = header[:2], header[2], header[3]
-    if zeros != b"\x00\x00" or data_type != _IDX_UBYTE or rank != expected_rank:
-        raise ValueError(
-            f"IDX file {path!r} has a bad magic number 0x{header[:4].hex()}; "
-            f"expected 0x{_IDX_UBYTE:08x} + rank {expected_rank}, i.e. "
-            f"0x{(_IDX_UBYTE << 8) | expected_rank:08x} (unsigned bytes, "
-            f"{expected_rank} dimensions)."
-        )
-    header_size = 4 + 4 * rank
-    if len(header) < header_size:
-        raise ValueError(
-            f"IDX file {path!r} is truncated inside its header "
-            f"({len(header)} of {header_size} bytes)."
-        )
-    dims = tuple(int(d) for d in np.frombuffer(header[4:header_size], ">u4"))
-    if any(d == 0 for d in dims[1:]):
-        raise ValueError(f"IDX file {path!r} has a zero dimension: {dims}.")
-    return dims
-
-
-def _read_idx_header(path: str, expected_rank: int) -> tuple[int, ...]:
-    try:
-        with _open(path) as f:
-            header = f.read(4 + 4 * expected_rank)
-    except (OSError, EOFError) as err:
-        raise ValueError(f"Could not read IDX file {path!r}: {err}") from err
-    return _parse_idx_header(header, path, expected_rank)
-
-
-def _read_idx(path: str, expected_rank: int) -> np.ndarray:
-    stat = os.stat(path)
-    return _read_idx_cached(path, stat.st_mtime_ns, stat.st_size, expected_rank)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_idx_cached(
-    path: str, mtime_ns: int, size: int, expected_rank: int
-) -> np.ndarray:
-    del mtime_ns, size  # Only part of the cache key.
-    try:
-        with _open(path) as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:
-        raise ValueError(f"Could not read IDX file {path!r}: {err}") from err
-    dims = _parse_idx_header(raw, path, expected_rank)
-    offset = 4 + 4 * len(dims)
-    expected = math.prod(dims)
-    if len(raw) - offset != expected:
-        raise ValueError(
-            f"IDX file {path!r} holds {len(raw) - offset} data bytes, but its "
-            f"header declares dims {dims} ({expected} bytes). The file is "
-            "truncated or corrupt."
-        )
-    array = np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
-    array.setflags(write=False)
-    return array
-
-
-def _read_idx_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    images = _read_idx(images_path, expected_rank=3)[..., None]  # [N, H, W, 1]
-    labels = _read_idx(labels_path, expected_rank=1)
-    if len(images) != len(labels):
-        raise ValueError(
-            f"IDX files disagree: {images_path!r} holds {len(images)} images "
-            f"but {labels_path!r} holds {len(labels)} labels."
-        )
-    if labels.size and labels.max() >= 10:
-        raise ValueError(
-            f"IDX file {labels_path!r} holds label {int(labels.max())}; "
-            "Fashion-MNIST labels are in [0, 9]."
-        )
-    return images, labels.astype(np.int64)
 
 
 def _fashion_mnist_from_tfds(
@@ -816,7 +695,7 @@ def _fashion_mnist_from_tfds(
 ) -> tf.data.Dataset:
     searched = "\n".join(
         f"  - {d}" + ("" if os.path.isdir(d) else " (does not exist)")
-        for d in _candidate_dirs(data_dir)
+        for d in candidate_dirs(data_dir)
     )
     hint = (
         "Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, ...) were not "

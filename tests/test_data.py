@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_keras import data
+from pixel_keras import data, idx
 
 REAL_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 needs_real_fashion = pytest.mark.skipif(
@@ -79,7 +79,7 @@ def read_gz_idx(path, header_size):
 @pytest.fixture
 def no_default_dirs(monkeypatch):
     """Hides the system Fashion-MNIST directory and `PIXEL_KERAS_DATA_DIR`."""
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIRS", ())
+    monkeypatch.setattr(idx, "FASHION_MNIST_SYSTEM_DIRS", ())
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
 
 
@@ -241,6 +241,38 @@ def test_fashion_mnist_unavailable(tmp_path, no_default_dirs):
     assert isinstance(info.value, RuntimeError)
     assert info.value.__cause__ is not None
     assert data.ENV_DATA_DIR in str(info.value)
+
+
+def test_idx_load_fashion_mnist_reads_the_arrays(tmp_path, no_default_dirs):
+    arrays = write_fashion_dir(tmp_path)
+    for split in ("train", "test"):
+        images, labels = idx.load_fashion_mnist(split, data_dir=tmp_path)
+        np.testing.assert_array_equal(images, arrays[split][0])
+        np.testing.assert_array_equal(labels, arrays[split][1])
+        assert images.dtype == np.uint8 and labels.dtype == np.int64
+
+
+def test_idx_load_fashion_mnist_bad_split_and_missing_files(tmp_path, no_default_dirs):
+    with pytest.raises(
+        ValueError, match=r"`split` must be one of .*Received: split='test\[:5\]'"
+    ):
+        idx.load_fashion_mnist("test[:5]", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
+        idx.load_fashion_mnist("test", data_dir=tmp_path)
+
+
+def test_idx_module_imports_neither_tensorflow_nor_keras():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pixel_keras.idx; "
+        "print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 def test_fashion_mnist_falls_back_to_tfds(tmp_path, no_default_dirs, tfds):

@@ -1,6 +1,7 @@
 """The trained weights shipped in zoo/: integrity and reproducible bits/dim.
 
-For every preset whose metadata records trained weights: the file is there,
+For every preset whose metadata records trained weights (by `pixel-keras
+train`, or by `tools/train_gpu_jax.py` on an accelerator): the file is there,
 at most 50 MB, with the recorded sha256, and `pixel-keras evaluate --preset
 NAME` on the full test split gives the card's bits/dim to 0.01 (TensorFlow
 backend, CPU, whatever trained it; the Fashion-MNIST ones with --run-large).
@@ -46,7 +47,10 @@ def test_weights_file_size_and_sha256(name):
     training = preset.metadata["training"]
     for key in ("epochs", "batch_size", "hardware", "backend", "wall_time_s"):
         assert training.get(key) is not None, key
-    assert preset.metadata["training_command"].startswith("pixel-keras train")
+    # `pixel-keras train` on a CPU, or the JAX trainer on an accelerator.
+    assert preset.metadata["training_command"].startswith(
+        ("pixel-keras train", "KERAS_BACKEND=jax python tools/train_gpu_jax.py")
+    )
     assert (preset.path / "samples.png").exists()
     card = (preset.path / "README.md").read_text()
     assert str(preset.metadata["test_bits_per_dim"]) in card

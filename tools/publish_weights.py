@@ -14,6 +14,15 @@ nats/image, the training recipe, every leg's command and the sha256 in
 (`tools/make_presets.py`). The architecture must equal the preset's, unless
 `--update-config` is given: then the run's architecture replaces the one in
 `zoo/PRESET/config.json` (for a preset re-sized and retrained).
+
+RUN_DIR may also be the output of `tools/train_gpu_jax.py` (an accelerator
+run with the JAX backend: `result.json`, `config.json`, `model.weights.h5`);
+its weights are evaluated here all the same (TensorFlow on this CPU, as
+`pixel-keras evaluate` does), and its record (device, steps, images/s, the
+accelerator's own bits/dim) goes into the metadata. `--receptive-field FILE`
+takes a measurement made elsewhere (the JSON of
+`testing.receptive_field`, e.g. on the accelerator) instead of measuring
+here, which takes long on a CPU for a large model.
 """
 
 import argparse
@@ -31,6 +40,7 @@ import keras  # noqa: E402
 
 from pixel_keras import testing, training, zoo  # noqa: E402
 from pixel_keras.images import save_image_grid  # noqa: E402
+from pixel_keras.models import registry  # noqa: E402
 
 
 def _images_seen(state, run_config):
@@ -40,6 +50,65 @@ def _images_seen(state, run_config):
     if epochs is None or steps is None or batch is None:
         return None
     return int(epochs) * int(steps) * int(batch)
+
+
+def _load_run(run_dir, hardware):
+    """`(model, training record, ema momentum)` of a run to publish."""
+    result_path = Path(run_dir) / "result.json"
+    if result_path.is_file():  # tools/train_gpu_jax.py
+        result = json.loads(result_path.read_text())
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        model = registry.create(config["model"], **config["config"])
+        model.load_weights(str(Path(run_dir) / "model.weights.h5"))
+        recipe = result["recipe"]
+        # A resumed run (a leg of a `pixel-keras train` run) counts from the
+        # checkpoint's step; its batch size is the leg's.
+        steps = result.get("start_step", 0) + result["train_steps"]
+        record = {
+            "epochs": round(steps * recipe["batch_size"] / 60000, 2),
+            "steps": steps,
+            "batch_size": recipe["batch_size"],
+            "learning_rate": recipe["learning_rate"],
+            "lr_schedule": recipe["lr_schedule"],
+            "warmup_steps": recipe["warmup_steps"],
+            "ema_momentum": recipe["ema_momentum"],
+            "precision": recipe["precision"],
+            "train_images_seen": steps * recipe["batch_size"],
+            "optimizer": recipe["optimizer"],
+            "train_split": "train",
+            "hardware": hardware
+            or f"one {result['device']} ({result['platform']}, JAX {result['jax_version']})",
+            "backend": result["backend"],
+            "keras_version": result["keras_version"],
+            "wall_time_s": result["train_seconds"],
+            "compile_seconds": result["compile_seconds"],
+            "images_per_second": result["images_per_second"],
+            "accelerator_test_bits_per_dim": result["test_bits_per_dim"],
+        }
+        return model, record, recipe["ema_momentum"]
+    model = training.load_checkpoint(run_dir)  # the weight average, if kept
+    state = training.read_state(run_dir)
+    run_config = training.read_config(run_dir) or {}
+    ema = run_config.get("ema_momentum")
+    record = {
+        "epochs": state.get("epoch") if state else None,
+        "batch_size": run_config.get("batch_size"),
+        "learning_rate": run_config.get("learning_rate"),
+        "lr_schedule": run_config.get("lr_schedule"),
+        "warmup_steps": run_config.get("warmup_steps"),
+        "clipnorm": run_config.get("clipnorm"),
+        "ema_momentum": ema,
+        "precision": run_config.get("precision"),
+        "steps_per_epoch": run_config.get("steps_per_epoch"),
+        "train_images_seen": _images_seen(state, run_config),
+        "optimizer": "Adam",
+        "train_split": run_config.get("train_split"),
+        "hardware": hardware or f"{os.cpu_count()} CPU cores ({platform.machine()})",
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "wall_time_s": state.get("elapsed_seconds") if state else None,
+    }
+    return model, record, ema
 
 
 def _write_config(preset, model):
@@ -69,11 +138,19 @@ def main():
         action="store_true",
         help="write the run's architecture into zoo/PRESET/config.json first",
     )
-    parser.add_argument("--hardware", default=f"{os.cpu_count()} CPU cores ({platform.machine()})")
+    parser.add_argument(
+        "--hardware",
+        help="what trained it (default: this machine's CPU cores, or the accelerator a JAX run names)",
+    )
+    parser.add_argument(
+        "--receptive-field",
+        metavar="FILE",
+        help="JSON of a `testing.receptive_field` measurement made elsewhere (default: measure here)",
+    )
     args = parser.parse_args()
 
     preset = zoo.get_preset(args.preset)
-    model = training.load_checkpoint(args.run_dir)  # the weight average, if kept
+    model, record, ema = _load_run(args.run_dir, args.hardware)
     if args.update_config:
         _write_config(preset, model)
         preset = zoo.get_preset(args.preset)
@@ -85,8 +162,6 @@ def main():
         )
     dataset = preset.metadata["dataset"]
     result = training.evaluate(model, dataset, "test")
-    state = training.read_state(args.run_dir)
-    run_config = training.read_config(args.run_dir) or {}
 
     weights = preset.path / zoo.WEIGHTS_FILE
     # A fresh model without the checkpoint's optimizer: Keras writes a
@@ -101,11 +176,15 @@ def main():
         labels = [i % num_classes for i in range(8 * num_classes)]
         samples = model.sample(len(labels), seed=0, class_label=labels, verbose=0)
         columns = num_classes
-        field = testing.receptive_field(model, conditions={"class_label": 0}, num_images=8)
+        conditions = {"class_label": 0}
     else:
         samples = model.sample(64, seed=0, verbose=0)
         columns = 8
-        field = testing.receptive_field(model, num_images=8)
+        conditions = ()
+    if args.receptive_field:
+        field = json.loads(Path(args.receptive_field).read_text())
+    else:
+        field = testing.receptive_field(model, conditions=conditions, num_images=8)
     save_image_grid(
         samples, str(preset.path / "samples.png"), num_levels=preset.config["num_levels"],
         columns=columns, scale=4,
@@ -114,7 +193,6 @@ def main():
     metadata = json.loads((preset.path / zoo.METADATA_FILE).read_text())
     metadata.pop("suggested_training_command", None)
     metadata.pop("training_legs", None)
-    ema = run_config.get("ema_momentum")
     metadata.update(
         sha256=zoo.sha256(weights),
         test_bits_per_dim=round(float(result["bits_per_dim"]), 4),
@@ -124,29 +202,14 @@ def main():
         weights_average=(
             f"the published weights are the moving average of the trained weights "
             f"(momentum {ema}, warmed up: min({ema}, (1 + t) / (10 + t)) at step t; "
-            "`pixel-keras train --ema`)"
+            "the training command's `--ema`)"
             if ema
             else None
         ),
         training={
-            "epochs": state.get("epoch") if state else None,
-            "batch_size": run_config.get("batch_size"),
-            "learning_rate": run_config.get("learning_rate"),
-            "lr_schedule": run_config.get("lr_schedule"),
-            "warmup_steps": run_config.get("warmup_steps"),
-            "clipnorm": run_config.get("clipnorm"),
-            "ema_momentum": ema,
-            "precision": run_config.get("precision"),
-            "steps_per_epoch": run_config.get("steps_per_epoch"),
-            "train_images_seen": _images_seen(state, run_config),
-            "optimizer": "Adam",
-            "train_split": run_config.get("train_split"),
+            **record,
             "test_split": "test (full)",
             "test_images": result["num_images"],
-            "hardware": args.hardware,
-            "backend": keras.backend.backend(),
-            "keras_version": keras.__version__,
-            "wall_time_s": state.get("elapsed_seconds") if state else None,
         },
         samples="samples.png" + (" (one column per class)" if labels else ""),
     )
