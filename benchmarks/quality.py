@@ -480,13 +480,16 @@ class _Clock:
 
     def learning_rate(self, args):
         """The learning rate for the next step (`--lr-schedule`, `--warmup-steps`)."""
-        lr = args.lr
-        if args.warmup_steps:
-            lr *= min(1.0, (self.steps + 1) / args.warmup_steps)
-        if args.lr_schedule == "cosine":
-            progress = min(1.0, self.elapsed() / self.budget_s)
-            lr *= 0.5 * (1.0 + math.cos(math.pi * progress))
-        return lr
+        from pixel_keras.optimizers import wall_clock_learning_rate
+
+        return wall_clock_learning_rate(
+            args.lr,
+            self.steps,
+            self.elapsed(),
+            self.budget_s,
+            args.lr_schedule,
+            args.warmup_steps,
+        )
 
     def step(self):
         """Call after each finished step; True once the budget is used up."""

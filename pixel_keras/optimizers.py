@@ -110,6 +110,38 @@ def learning_rate_schedule(
     )
 
 
+def wall_clock_learning_rate(
+    learning_rate, step, elapsed, budget_s, schedule="cosine", warmup_steps=0
+):
+    """The learning rate of step `step` (from 0) of a run with a time budget.
+
+    When a run is bounded by wall-clock time, the number of steps is not
+    known in advance: the warm-up counts steps, the decay counts the share
+    of the budget already spent (`elapsed / budget_s`), cosine to 0 at the
+    end. Set each step's rate from this (`benchmarks/quality.py`,
+    `tools/train_gpu_jax.py`).
+
+    Args:
+        learning_rate: the peak rate.
+        step: steps taken before this one.
+        elapsed: seconds of the budget spent.
+        budget_s: the budget, seconds > 0.
+        schedule: "constant" or "cosine" (after the warm-up).
+        warmup_steps: linear warm-up over this many steps.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"`schedule` must be one of {SCHEDULES}. Received: schedule={schedule!r}"
+        )
+    lr = learning_rate
+    if warmup_steps:
+        lr *= min(1.0, (step + 1) / warmup_steps)
+    if schedule == "cosine":
+        progress = min(1.0, elapsed / budget_s)
+        lr *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    return lr
+
+
 def make_optimizer(
     learning_rate,
     *,

@@ -94,6 +94,20 @@ def build(preset: Preset, **overrides) -> keras.Model:
     return instantiate(preset, preset_class(preset), overrides)
 
 
+def preset_config(model: keras.Model) -> dict[str, Any]:
+    """`{"model": registry name, "config": arguments}` of a model, as in a
+    preset's `config.json`: the architecture alone (no layer name, no
+    `trainable`, no argument left at None)."""
+    config = {
+        k: v
+        for k, v in model.get_config().items()
+        if k not in ("name", "trainable", "dtype") and v is not None
+    }
+    if "image_shape" in config:
+        config["image_shape"] = list(config["image_shape"])
+    return {"model": model_name(model), "config": config}
+
+
 def count_params(preset: Preset) -> int:
     """Parameter count at the preset's real size, without allocating weights."""
     with keras.StatelessScope(initialize_variables=False):

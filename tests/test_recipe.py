@@ -141,6 +141,21 @@ def test_learning_rate_schedules():
     assert float(flat(50)) == pytest.approx(0.01, rel=1e-5)
 
 
+def test_wall_clock_learning_rate():
+    rate = optimizers.wall_clock_learning_rate
+    assert rate(0.01, 0, 0.0, 100.0, "constant") == 0.01
+    assert rate(0.01, 0, 0.0, 100.0, "constant", warmup_steps=4) == pytest.approx(
+        0.0025
+    )
+    assert rate(0.01, 10, 50.0, 100.0) == pytest.approx(0.005)
+    assert rate(0.01, 10, 100.0, 100.0) == pytest.approx(0.0, abs=1e-12)
+    assert rate(0.01, 10, 250.0, 100.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(
+        ValueError, match=r"`schedule` must be one of .* Received: schedule='linear'"
+    ):
+        rate(0.01, 0, 0.0, 100.0, "linear")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

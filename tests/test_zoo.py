@@ -408,3 +408,18 @@ def test_weights_url_scheme_and_missing_sha256(tmp_path):
         ValueError, match=r"refusing to load unverified.*Received: weights_url="
     ):
         zoo.load(directory)
+
+
+@pytest.mark.parametrize("name", ["test_gated_pixelcnn_conditional", "test_row_lstm"])
+def test_preset_config_is_the_presets_config_json(name):
+    preset = zoo.get_preset(name)
+    model = zoo.load(name, weights=False)
+    saved = zoo.preset_config(model)
+    assert saved["model"] == preset.model
+    # Every argument of config.json, plus the ones left at their defaults.
+    assert preset.config.items() <= saved["config"].items()
+    assert "name" not in saved["config"] and "trainable" not in saved["config"]
+    from pixel_keras.models import registry
+
+    again = registry.create(saved["model"], **saved["config"])
+    assert zoo.preset_config(again) == saved

@@ -113,13 +113,7 @@ def _load_run(run_dir, hardware):
 
 def _write_config(preset, model):
     """Replaces `zoo/PRESET/config.json`'s architecture with `model`'s."""
-    config = {
-        k: v
-        for k, v in model.get_config().items()
-        if k not in ("name", "trainable") and v is not None
-    }
-    config["image_shape"] = list(config["image_shape"])
-    text = json.dumps({"model": zoo.model_name(model), "config": config}, indent=2, sort_keys=True)
+    text = json.dumps(zoo.preset_config(model), indent=2, sort_keys=True)
     (preset.path / zoo.CONFIG_FILE).write_text(text + "\n")
 
 
@@ -155,7 +149,10 @@ def main():
         _write_config(preset, model)
         preset = zoo.get_preset(args.preset)
     reference = zoo.build(preset)
-    if model.count_params() != reference.count_params() or zoo.model_name(model) != preset.model:
+    if (
+        model.count_params() != reference.count_params()
+        or zoo.model_name(model) != preset.model
+    ):
         raise SystemExit(
             f"{args.run_dir} does not hold the architecture of preset {args.preset} "
             "(pass --update-config to replace the preset's architecture)"
@@ -186,8 +183,11 @@ def main():
     else:
         field = testing.receptive_field(model, conditions=conditions, num_images=8)
     save_image_grid(
-        samples, str(preset.path / "samples.png"), num_levels=preset.config["num_levels"],
-        columns=columns, scale=4,
+        samples,
+        str(preset.path / "samples.png"),
+        num_levels=preset.config["num_levels"],
+        columns=columns,
+        scale=4,
     )
 
     metadata = json.loads((preset.path / zoo.METADATA_FILE).read_text())
@@ -216,8 +216,12 @@ def main():
     if len(args.command) > 1:
         metadata["training_legs"] = args.command
     metadata = {k: v for k, v in metadata.items() if v is not None}
-    (preset.path / zoo.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "make_presets.py")], check=True)
+    (preset.path / zoo.METADATA_FILE).write_text(
+        json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+    )
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_presets.py")], check=True
+    )
     print(json.dumps({"preset": args.preset, **result}, default=float))
 
 

@@ -5,8 +5,13 @@ PixelCNN) on one accelerator, with the JAX backend and without TensorFlow.
     KERAS_BACKEND=jax python tools/train_gpu_jax.py --out OUT \
         --resume runs/NAME/checkpoints/epoch_004.keras --total-steps 5500 \
         --batch-size 64 --lr 0.002 --warmup-steps 200 --ema 0.999
+    KERAS_BACKEND=jax python tools/train_gpu_jax.py --out OUT --seconds 40 \
+        --model pixelcnn --hidden-maps 48 --set num_residual_blocks=15
 
-`pixel-keras train` builds on `tf.data` and `tf.distribute`; an accelerator
+The architecture: `--model` (a registry name; `gated_pixelcnn` gets the
+GPU-sized defaults 10 x 128 maps, 5 x 5, 256 output maps), the common
+arguments as flags, any other as `--set KEY=JSON`; a resumed run keeps the
+checkpoint's. `pixel-keras train` builds on `tf.data` and `tf.distribute`; an accelerator
 machine with JAX but no TensorFlow trains with this script instead. The
 pieces are the project's own: the model from the registry, the recipe's
 `optimizers.Adam` (warmed-up weight average), the loss
@@ -43,12 +48,15 @@ Writes into OUT:
 - `result.json`: test bits/dim (float32, highest matmul precision, on the
   full 10,000-image test split), steps, images/s, timings, the device, the
   exact command.
-- `samples.png`: 64 samples (seed 0), 8 x 8.
+- `samples.png`: `--num-samples` samples (seed 0), 8 per row (one column
+  per class for a class-conditional model).
+
+`tools/publish_weights.py OUT PRESET --command "<this command>"` publishes
+such a run into the zoo (evaluated again there with TensorFlow).
 """
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -176,12 +184,11 @@ def architecture(args, image_shape):
 
 def learning_rate(args, step, elapsed):
     """Warm-up over steps, then cosine to 0 over the wall-clock budget."""
-    lr = (
-        args.lr * min(1.0, (step + 1) / args.warmup_steps)
-        if args.warmup_steps
-        else args.lr
+    from pixel_keras.optimizers import wall_clock_learning_rate
+
+    return wall_clock_learning_rate(
+        args.lr, step, elapsed, args.seconds, "cosine", args.warmup_steps
     )
-    return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, elapsed / args.seconds)))
 
 
 def batches(images, labels, batch_size, seed):
@@ -196,17 +203,6 @@ def batches(images, labels, batch_size, seed):
             yield images[chosen].astype(np.int32), labels[chosen].astype(np.int32)
 
 
-def model_config(model):
-    """The registry arguments of `model` (as in `zoo/*/config.json`)."""
-    config = {
-        k: v
-        for k, v in model.get_config().items()
-        if k not in ("name", "trainable", "dtype") and v is not None
-    }
-    config["image_shape"] = list(config["image_shape"])
-    return config
-
-
 def main(argv=None):
     args = parse_args(argv)
     if os.environ.get("KERAS_BACKEND") != "jax":
@@ -219,7 +215,7 @@ def main(argv=None):
     import numpy as np
     from keras import ops
 
-    from pixel_keras import idx, losses, optimizers
+    from pixel_keras import idx, losses, optimizers, zoo
     from pixel_keras.images import save_image_grid
     from pixel_keras.models import registry
 
@@ -250,8 +246,8 @@ def main(argv=None):
         from pixel_keras.training.checkpoints import _load_for_resume
 
         model = _load_for_resume(args.resume, optimizer)
-        model_name = registry.model_name(model)
-        config = model_config(model)
+        saved = zoo.preset_config(model)
+        model_name, config = saved["model"], saved["config"]
     else:
         model_name, config = architecture(args, image_shape)
         keras.config.set_dtype_policy(args.precision)
