@@ -9,13 +9,24 @@
 # publish_weights records every leg's command on the card.
 #
 # Recipe (issue 12): sized so that one run takes about 60-90 minutes on 2 CPU
-# cores (bfloat16 compute where the CPU has it, `--precision auto`); Adam 2e-3
-# with 200 warm-up steps and a cosine decay to 0 over the run, and a warmed-up
-# weight average (EMA 0.999) that the card's bits/dim and samples use. The
-# Gated PixelCNN pair: 14 blocks of 5x5 (each output sees its whole causal
-# context at 28x28, measured), 32 maps, 11 x 500 steps of 64 images (5.9
-# passes). PixelCNN, Row LSTM and Diagonal BiLSTM still have the earlier
-# recipe (8 x 150 steps, constant 2e-3, no EMA) until they are re-sized.
+# cores with bfloat16 (`--precision auto`; an AVX2-only CPU computes in
+# float32, about 3x slower); Adam 2e-3 with 200 warm-up steps and a cosine
+# decay to 0 over the run, and a warmed-up weight average (EMA 0.999) that
+# the card's bits/dim and samples use; 11 x 500 steps of 64 images (5.9
+# passes). The Gated PixelCNN pair: 14 blocks of 5x5 (each output sees its
+# whole causal context at 28x28, measured), 32 maps.
+#
+# Where the shipped weights came from (each card has the exact commands):
+# - gated_pixelcnn_fashion_mnist: this script, on a 2-core BF16 CPU;
+# - gated_pixelcnn_conditional_fashion_mnist: this script for steps 1-2000
+#   on a CPU, steps 2001-5500 on an H200 (`tools/train_gpu_jax.py --resume`);
+# - pixelcnn_fashion_mnist and row_lstm_fashion_mnist (re-sized: 15 blocks
+#   of 48 maps; 6 layers of 48 maps): 40 s each on an H200 with
+#   `tools/train_gpu_jax.py`, the same recipe over a wall-clock budget. Here
+#   they get the CPU recipe on their new configurations (not run to the end
+#   on a CPU yet);
+# - diagonal_bilstm_fashion_mnist: the earlier recipe (8 x 150 steps,
+#   constant 2e-3, no EMA); not re-sized.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 presets=("$@")
@@ -27,6 +38,7 @@ for preset in "${presets[@]}"; do
     case $preset in
         gated_pixelcnn_fashion_mnist) args="$gated" ; publish=--update-config ;;
         gated_pixelcnn_conditional_fashion_mnist) args="$gated --num-classes 10" ; publish=--update-config ;;
+        pixelcnn_fashion_mnist|row_lstm_fashion_mnist) args="--preset $preset --epochs 11 --steps-per-epoch 500 --batch-size 64 --lr 0.002 --lr-schedule cosine --warmup-steps 200 --ema 0.999 --seed 0 --test-split test[:1000] --samples-per-epoch 16" ; publish= ;;
         *) args="--preset $preset --epochs 8 --steps-per-epoch 150 --batch-size 64 --lr 0.002 --seed 0 --test-split test[:1000] --samples-per-epoch 0" ; publish= ;;
     esac
     cmd="pixel-keras train $args --out runs/$preset --verbose 2"
