@@ -187,6 +187,7 @@ def test_resume_continues_a_pixel_keras_checkpoint(tmp_path):
         test_split="test[:16]",
         samples_per_epoch=0,
         model_config=dict(hidden_maps=4, num_layers=1, output_maps=8, num_classes=10),
+        lr_schedule="cosine",  # a schedule, as the resumed leg's: same optimizer variables
         ema_momentum=0.99,
         verbose=0,
     )

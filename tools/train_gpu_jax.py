@@ -256,6 +256,16 @@ def main(argv=None):
         optimizer.build(model.trainable_variables)
     conditional = bool(config.get("num_classes"))
     start_step = int(ops.convert_to_numpy(optimizer.iterations))
+    if args.resume and start_step == 0:
+        # Keras skips (with a warning) an optimizer state whose variables do
+        # not match: a checkpoint trained with a constant rate holds a
+        # learning-rate variable that this leg's schedule does not have.
+        raise SystemExit(
+            f"--resume {args.resume}: the checkpoint's optimizer state (step count, "
+            "moments, weight average) was not restored; its run must use a learning-rate "
+            "schedule (`pixel-keras train --lr-schedule cosine` or --warmup-steps), "
+            "as this leg does."
+        )
     precision = model.dtype_policy.name
     params = model.count_params()
     names = [v.name for v in optimizer.variables]
