@@ -227,3 +227,14 @@ def test_train_with_the_recipe_and_bfloat16(tmp_path):
             resume=True,
             **{**kwargs, "ema_momentum": None},
         )
+    with pytest.raises(
+        ValueError, match=r"Cannot resume with a constant learning rate.*Received: "
+    ):
+        training.train(
+            "pixelcnn",
+            "digits",
+            out,
+            epochs=3,
+            resume=True,
+            **{**kwargs, "lr_schedule": "constant", "warmup_steps": 0},
+        )

@@ -595,8 +595,29 @@ def _fit(run, net, train_ds, test_ds, initial_epoch, monitor):
     return fit_history
 
 
+def _scheduled(lr_schedule, warmup_steps):
+    """Whether the learning rate is a schedule (no learning-rate variable)."""
+    return (lr_schedule or "constant") != "constant" or bool(warmup_steps)
+
+
 def _check_resume_recipe(recipe, saved_config):
-    """A resumed run keeps the weight averaging it started with."""
+    """A resumed run keeps its weight averaging and its kind of learning rate.
+
+    Both decide the optimizer's variables; Keras would skip (with a warning)
+    a saved optimizer state that does not match them, and the run would go
+    on from step 0 with fresh moments.
+    """
+    was = _scheduled(saved_config.get("lr_schedule"), saved_config.get("warmup_steps"))
+    now = _scheduled(recipe["lr_schedule"], recipe["warmup_steps"])
+    if was != now:
+        raise ValueError(
+            "Cannot resume with a "
+            f"{'constant learning rate' if was else 'learning-rate schedule'}: the run was "
+            f"started with lr_schedule={saved_config.get('lr_schedule')!r}, "
+            f"warmup_steps={saved_config.get('warmup_steps')!r} (--lr-schedule, "
+            "--warmup-steps), and its optimizer state would not load. Received: "
+            f"lr_schedule={recipe['lr_schedule']!r}, warmup_steps={recipe['warmup_steps']!r}"
+        )
     saved = saved_config.get("ema_momentum")
     if (saved is None) != (recipe["ema_momentum"] is None):
         raise ValueError(
