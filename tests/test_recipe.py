@@ -238,3 +238,13 @@ def test_train_with_the_recipe_and_bfloat16(tmp_path):
             resume=True,
             **{**kwargs, "lr_schedule": "constant", "warmup_steps": 0},
         )
+    # The mechanism under both checks: an optimizer state that Keras would
+    # skip (a constant rate is a variable, a schedule is not) is an error.
+    from pixel_keras.training.checkpoints import _load_for_resume
+
+    checkpoint = training.read_state(out)["checkpoint_path"]
+    constant = optimizers.make_optimizer(0.002, ema_momentum=0.99)
+    with pytest.raises(
+        ValueError, match=r"optimizer state .* does not fit this run's optimizer"
+    ):
+        _load_for_resume(checkpoint, constant)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from pixel_keras import testing, training, zoo  # noqa: E402
+from pixel_keras.idx import FASHION_MNIST_SIZES  # noqa: E402
 from pixel_keras.images import save_image_grid  # noqa: E402
 from pixel_keras.models import registry  # noqa: E402
 
@@ -65,7 +66,9 @@ def _load_run(run_dir, hardware):
         # checkpoint's step; its batch size is the leg's.
         steps = result.get("start_step", 0) + result["train_steps"]
         record = {
-            "epochs": round(steps * recipe["batch_size"] / 60000, 2),
+            "epochs": round(
+                steps * recipe["batch_size"] / FASHION_MNIST_SIZES["train"], 2
+            ),
             "steps": steps,
             "batch_size": recipe["batch_size"],
             "learning_rate": recipe["learning_rate"],

@@ -218,6 +218,7 @@ def main(argv=None):
     from pixel_keras import idx, losses, optimizers, zoo
     from pixel_keras.images import save_image_grid
     from pixel_keras.models import registry
+    from pixel_keras.precision import policy_scope
 
     out = Path(args.out)
     out.mkdir(parents=True)
@@ -250,22 +251,11 @@ def main(argv=None):
         model_name, config = saved["model"], saved["config"]
     else:
         model_name, config = architecture(args, image_shape)
-        keras.config.set_dtype_policy(args.precision)
-        model = registry.create(model_name, **config)
-        keras.config.set_dtype_policy("float32")
+        with policy_scope(args.precision):
+            model = registry.create(model_name, **config)
         optimizer.build(model.trainable_variables)
     conditional = bool(config.get("num_classes"))
     start_step = int(ops.convert_to_numpy(optimizer.iterations))
-    if args.resume and start_step == 0:
-        # Keras skips (with a warning) an optimizer state whose variables do
-        # not match: a checkpoint trained with a constant rate holds a
-        # learning-rate variable that this leg's schedule does not have.
-        raise SystemExit(
-            f"--resume {args.resume}: the checkpoint's optimizer state (step count, "
-            "moments, weight average) was not restored; its run must use a learning-rate "
-            "schedule (`pixel-keras train --lr-schedule cosine` or --warmup-steps), "
-            "as this leg does."
-        )
     precision = model.dtype_policy.name
     params = model.count_params()
     names = [v.name for v in optimizer.variables]

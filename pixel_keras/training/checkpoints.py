@@ -348,6 +348,16 @@ def _load_for_resume(path, optimizer):
     net.compile(optimizer=optimizer)
     net.optimizer.build(net.trainable_variables)
     net.load_weights(path)
+    if int(keras.ops.convert_to_numpy(net.optimizer.iterations)) == 0:
+        # Keras skips, with only a warning, a saved optimizer state whose
+        # variables do not match this optimizer's (a constant learning rate
+        # is a variable, a schedule is not): the run would restart at step 0.
+        raise ValueError(
+            f"Checkpoint {path}: its optimizer state (step count, moments, weight "
+            "average) does not fit this run's optimizer. A resumed run keeps its kind "
+            "of learning rate (constant, or a schedule: --lr-schedule, --warmup-steps) "
+            "and its weight averaging (--ema)."
+        )
     if isinstance(learning_rate, (int, float)):
         net.optimizer.learning_rate = learning_rate
     return net
