@@ -214,14 +214,19 @@ class DiagonalBiLSTM(keras.layers.Layer):
             ops.transpose(reverse_gates, (2, 0, 1, 3)),
         )
         zeros = ops.zeros_like(columns[0][0, :, :, : self.units])  # [B, H, h]
-        kernels = (self.recurrent_kernel, self.reverse_recurrent_kernel)
+        # The 2 x 1 convolution over the previous column as one matmul: rows
+        # r - 1 and r side by side, [B, H, 2h] @ [2h, 4h] (tap 0 first).
+        kernels = tuple(
+            ops.reshape(kernel, (2 * self.units, 4 * self.units))
+            for kernel in (self.recurrent_kernel, self.reverse_recurrent_kernel)
+        )
 
         def step(states, column_gates):
             new_states = []
             for (hidden, cell), column, kernel in zip(states, column_gates, kernels):
-                # 2 x 1 conv over the previous column: rows r - 1 and r.
-                padded = ops.pad(hidden, [[0, 0], [1, 0], [0, 0]])  # [B, H+1, h]
-                recurrent = ops.conv(padded, kernel, padding="valid")  # [B, H, 4h]
+                above = ops.pad(hidden[:, :-1], [[0, 0], [1, 0], [0, 0]])  # row r - 1
+                taps = ops.concatenate([above, hidden], axis=-1)  # [B, H, 2h]
+                recurrent = ops.matmul(taps, kernel)  # [B, H, 4h]
                 new_states.append(lstm_update(column + recurrent, cell))
             new_states = tuple(new_states)
             return new_states, new_states
