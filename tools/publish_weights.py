@@ -43,6 +43,24 @@ from pixel_keras.idx import FASHION_MNIST_SIZES  # noqa: E402
 from pixel_keras.images import save_image_grid  # noqa: E402
 from pixel_keras.models import registry  # noqa: E402
 
+# The recipe facts a card records, named alike in `pixel-keras train`'s
+# config.json and in the "recipe" of `tools/train_gpu_jax.py`'s result.json.
+RECIPE_KEYS = (
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "warmup_steps",
+    "clipnorm",
+    "ema_momentum",
+    "precision",
+    "train_split",
+)
+
+
+def _recipe(source):
+    """The card's recipe facts read from one run's recipe (missing: None)."""
+    return {key: source.get(key) for key in RECIPE_KEYS}
+
 
 def _images_seen(state, run_config):
     """Training images drawn: epochs x steps x batch (None if unknown)."""
@@ -66,19 +84,13 @@ def _load_run(run_dir, hardware):
         # checkpoint's step; its batch size is the leg's.
         steps = result.get("start_step", 0) + result["train_steps"]
         record = {
+            **_recipe(recipe),
             "epochs": round(
                 steps * recipe["batch_size"] / FASHION_MNIST_SIZES["train"], 2
             ),
             "steps": steps,
-            "batch_size": recipe["batch_size"],
-            "learning_rate": recipe["learning_rate"],
-            "lr_schedule": recipe["lr_schedule"],
-            "warmup_steps": recipe["warmup_steps"],
-            "ema_momentum": recipe["ema_momentum"],
-            "precision": recipe["precision"],
             "train_images_seen": steps * recipe["batch_size"],
             "optimizer": recipe["optimizer"],
-            "train_split": "train",
             "hardware": hardware
             or f"one {result['device']} ({result['platform']}, JAX {result['jax_version']})",
             "backend": result["backend"],
@@ -92,26 +104,18 @@ def _load_run(run_dir, hardware):
     model = training.load_checkpoint(run_dir)  # the weight average, if kept
     state = training.read_state(run_dir)
     run_config = training.read_config(run_dir) or {}
-    ema = run_config.get("ema_momentum")
     record = {
+        **_recipe(run_config),
         "epochs": state.get("epoch") if state else None,
-        "batch_size": run_config.get("batch_size"),
-        "learning_rate": run_config.get("learning_rate"),
-        "lr_schedule": run_config.get("lr_schedule"),
-        "warmup_steps": run_config.get("warmup_steps"),
-        "clipnorm": run_config.get("clipnorm"),
-        "ema_momentum": ema,
-        "precision": run_config.get("precision"),
         "steps_per_epoch": run_config.get("steps_per_epoch"),
         "train_images_seen": _images_seen(state, run_config),
         "optimizer": "Adam",
-        "train_split": run_config.get("train_split"),
         "hardware": hardware or f"{os.cpu_count()} CPU cores ({platform.machine()})",
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "wall_time_s": state.get("elapsed_seconds") if state else None,
     }
-    return model, record, ema
+    return model, record, record["ema_momentum"]
 
 
 def _write_config(preset, model):
@@ -210,7 +214,7 @@ def main():
             else None
         ),
         training={
-            **record,
+            **{key: value for key, value in record.items() if value is not None},
             "test_split": "test (full)",
             "test_images": result["num_images"],
         },
