@@ -37,13 +37,15 @@ presets=("$@")
 [ ${#presets[@]} -eq 0 ] && presets=(gated_pixelcnn_fashion_mnist
     gated_pixelcnn_conditional_fashion_mnist pixelcnn_fashion_mnist
     row_lstm_fashion_mnist diagonal_bilstm_fashion_mnist)
-gated="--model gated_pixelcnn --dataset fashion_mnist --hidden-maps 32 --num-layers 14 --kernel-size 5 --output-maps 64 --epochs 11 --steps-per-epoch 500 --batch-size 64 --lr 0.002 --lr-schedule cosine --warmup-steps 200 --ema 0.999 --seed 0 --test-split test[:1000] --samples-per-epoch 16"
+# The recipe every preset here shares (the step budget varies).
+recipe="--batch-size 64 --lr 0.002 --lr-schedule cosine --warmup-steps 200 --ema 0.999 --seed 0 --test-split test[:1000]"
+gated="--model gated_pixelcnn --dataset fashion_mnist --hidden-maps 32 --num-layers 14 --kernel-size 5 --output-maps 64 --epochs 11 --steps-per-epoch 500 $recipe --samples-per-epoch 16"
 for preset in "${presets[@]}"; do
     case $preset in
         gated_pixelcnn_fashion_mnist) args="$gated" ; publish=--update-config ;;
         gated_pixelcnn_conditional_fashion_mnist) args="$gated --num-classes 10" ; publish=--update-config ;;
-        pixelcnn_fashion_mnist|row_lstm_fashion_mnist) args="--preset $preset --epochs 11 --steps-per-epoch 500 --batch-size 64 --lr 0.002 --lr-schedule cosine --warmup-steps 200 --ema 0.999 --seed 0 --test-split test[:1000] --samples-per-epoch 16" ; publish= ;;
-        diagonal_bilstm_fashion_mnist) args="--model diagonal_bilstm --dataset fashion_mnist --hidden-maps 32 --num-layers 3 --output-maps 128 --epochs 14 --steps-per-epoch 250 --batch-size 64 --lr 0.002 --lr-schedule cosine --warmup-steps 200 --ema 0.999 --seed 0 --test-split test[:1000] --samples-per-epoch 0" ; publish=--update-config ;;
+        pixelcnn_fashion_mnist|row_lstm_fashion_mnist) args="--preset $preset --epochs 11 --steps-per-epoch 500 $recipe --samples-per-epoch 16" ; publish= ;;
+        diagonal_bilstm_fashion_mnist) args="--model diagonal_bilstm --dataset fashion_mnist --hidden-maps 32 --num-layers 3 --output-maps 128 --epochs 14 --steps-per-epoch 250 $recipe --samples-per-epoch 0" ; publish=--update-config ;;
         *) echo "unknown preset: $preset" >&2 ; exit 2 ;;
     esac
     cmd="pixel-keras train $args --out runs/$preset --verbose 2"
