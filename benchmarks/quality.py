@@ -35,6 +35,10 @@ How it works:
   (`class_label` input, e.g. `gated_pixelcnn_conditional_fashion_mnist`) is
   fed `{"images": images, "class_label": labels}` with the data set's labels,
   as `pixel_keras.training` does, and evaluated as p(x | label).
+  `--output-bias marginal` sets its last-layer bias to the log level
+  frequencies of the first images of `--train-split` before training
+  (`model.init_output_bias`, as `pixel-keras train --output-bias marginal`),
+  in the setup, as TFP's data-dependent initialization is.
 - TFP: `tfp.distributions.PixelCNN` (gated resnets, down/up-sampling, weight
   norm, discretized logistic mixture over the integer values 0..255; it
   takes integer-valued float images in `[low, high] = [0, 255]` and rescales
@@ -89,7 +93,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
 import train_throughput
 
-from pixel_keras.checks import PRECISION_POLICIES  # Keras-free
+from pixel_keras.checks import (  # Keras-free
+    OUTPUT_BIAS_IMAGES,
+    OUTPUT_BIAS_INITS,
+    PRECISION_POLICIES,
+)
 
 DATASET = "fashion_mnist"
 IMAGE_SHAPE = train_throughput.IMAGE_SHAPE  # (28, 28, 1)
@@ -250,6 +258,15 @@ def parse_args(argv=None):
         help="evaluate a warmed-up moving average of the weights, as "
         "`pixel-keras train --ema` (default: none)",
     )
+    g.add_argument(
+        "--output-bias",
+        choices=OUTPUT_BIAS_INITS,
+        default="zeros",
+        help="the last-layer bias before training, as `pixel-keras train "
+        "--output-bias`: zeros, or marginal (the log level frequencies of the "
+        f"first {OUTPUT_BIAS_IMAGES} images of --train-split; done in the "
+        "setup, like TFP's data-dependent initialization) (default: zeros)",
+    )
     g = p.add_argument_group("tfp_pixelcnn (PixelCNN++)")
     g.add_argument(
         "--tfp-num-resnet", type=_positive_int, default=tfp_defaults.tfp_num_resnet
@@ -373,6 +390,8 @@ def run_ours(args, preset, train, test):
     with precision.policy_scope(policy):
         model = training.make_model(preset.model, **config)
     conditional = training.is_class_conditional(model)
+    if args.output_bias == "marginal":
+        model.init_output_bias(train[0][:OUTPUT_BIAS_IMAGES])
     test_images, test_labels = test
     cond = {"class_label": test_labels[:SANITY_IMAGES]} if conditional else {}
     init_nll = -model.log_prob(test_images[:SANITY_IMAGES], **cond)  # builds it
@@ -453,11 +472,17 @@ def run_ours(args, preset, train, test):
         "config": config,
         "precision": policy,
         "ema_momentum": args.ema,
+        "output_bias": args.output_bias,
         "trainer": (
             f"keras.Model.fit, Adam({args.lr}, {args.lr_schedule} over the "
             f"budget, {args.warmup_steps} warm-up steps), default loss (NLL, "
             f"nats/image), jit_compile={args.jit_compile}"
             + (f", weights averaged (momentum {args.ema})" if args.ema else "")
+            + (
+                f", output bias at the log marginal of {OUTPUT_BIAS_IMAGES} images"
+                if args.output_bias == "marginal"
+                else ""
+            )
         ),
     }
 

@@ -10,6 +10,13 @@ import sys
 # The compute precisions `train --precision` takes (`pixel_keras.precision`).
 PRECISION_POLICIES = ("auto", "float32", "mixed_bfloat16")
 
+# How `train --output-bias` initializes the bias of a new model's last layer:
+# zeros (Keras' default), or the log marginal of the training data's levels
+# (`AutoregressiveImageModel.init_output_bias` on `OUTPUT_BIAS_IMAGES`
+# images: the first ones of the training split, in its stored order).
+OUTPUT_BIAS_INITS = ("zeros", "marginal")
+OUTPUT_BIAS_IMAGES = 1024
+
 # Temperatures float32 can divide logits by (sampling runs in float32): the
 # smallest normal float32 and the largest finite one (NumPy's
 # `finfo(float32).tiny` and `.max`). The exported signatures check the same

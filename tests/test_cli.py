@@ -151,6 +151,7 @@ def test_cli_temperature_rule_is_the_samplers():
         (["train", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
         (["train", "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
         (["train", "--strategy", "tpu"], "argument --strategy: invalid choice: 'tpu'"),
+        (["train", "--output-bias", "data"], "argument --output-bias: invalid choice"),
         (["train", "--resume", "--overwrite"], "not allowed with argument --resume"),
         (["sample", "run"], "the following arguments are required: --out"),
         (["sample", "run", "--out", "x.png", "--temperature", "0"], "must be a finite"),

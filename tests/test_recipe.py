@@ -248,3 +248,103 @@ def test_train_with_the_recipe_and_bfloat16(tmp_path):
         ValueError, match=r"optimizer state .* does not fit this run's optimizer"
     ):
         _load_for_resume(checkpoint, constant)
+
+
+# ---- data-dependent output bias -------------------------------------------
+@pytest.mark.parametrize(
+    "name, config",
+    [
+        ("pixelcnn", dict(hidden_maps=8, num_residual_blocks=1, output_maps=16)),
+        ("gated_pixelcnn", dict(hidden_maps=8, num_layers=2, output_maps=16)),
+        ("row_lstm", dict(hidden_maps=8, num_layers=1, output_maps=16)),
+    ],
+)
+def test_init_output_bias_is_the_log_marginal_per_channel(name, config):
+    from pixel_keras.training import make_model
+
+    model = make_model(name, image_shape=(4, 4, 3), num_levels=8, **config)
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 8, (5, 4, 4, 3)).astype("uint8")
+    images[..., 1] = np.minimum(images[..., 1], 2)  # levels 3-7 never occur
+    before = model.log_prob(images)
+    bias = model.init_output_bias(images, smoothing=0.5)
+    for c in range(3):
+        counts = np.bincount(images[..., c].ravel(), minlength=8) + 0.5
+        expected = np.log(counts / counts.sum())
+        np.testing.assert_allclose(bias[c * 8 : (c + 1) * 8], expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.output_convs[-1].bias), bias, rtol=1e-6
+    )
+    # Only the bias changed, and toward the data: more likely than before.
+    assert np.mean(model.log_prob(images)) > np.mean(before)
+
+
+def test_init_output_bias_rejects_bad_input():
+    from pixel_keras.training import make_model
+
+    model = make_model(
+        "pixelcnn",
+        image_shape=(4, 4, 1),
+        num_levels=4,
+        hidden_maps=4,
+        num_residual_blocks=1,
+        output_maps=8,
+    )
+    bias = ops.convert_to_numpy(model.output_convs[-1].bias).copy()
+    zeros = np.zeros((2, 4, 4, 1), "uint8")
+    with pytest.raises(
+        ValueError, match=r"pass `smoothing` > 0\. Received: smoothing=0"
+    ):
+        model.init_output_bias(zeros, smoothing=0)
+    for smoothing in (-1, float("nan"), True, "1"):
+        with pytest.raises(
+            ValueError, match=r"finite number >= 0\. Received: smoothing="
+        ):
+            model.init_output_bias(zeros, smoothing=smoothing)
+    with pytest.raises(ValueError, match=r"values must lie in \[0, 3\]"):
+        model.init_output_bias(zeros + 4)
+    with pytest.raises(ValueError, match=r"image shape \(4, 4, 1\)"):
+        model.init_output_bias(np.zeros((2, 4, 4, 3), "uint8"))
+    # Nothing was written by the refused calls.
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(model.output_convs[-1].bias), bias
+    )
+
+
+@pytest.mark.tf_only
+def test_train_with_marginal_output_bias(tmp_path):
+    from pixel_keras import data, training
+
+    out = str(tmp_path / "run")
+    kwargs = dict(
+        model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
+        batch_size=16,
+        steps_per_epoch=1,
+        train_split="train[:64]",
+        test_split="test[:16]",
+        samples_per_epoch=0,
+        verbose=0,
+        learning_rate=1e-9,  # one step that barely moves the bias
+    )
+    history = training.train(
+        "pixelcnn", "digits", out, epochs=1, output_bias="marginal", **kwargs
+    )
+    assert (
+        json.load(open(os.path.join(out, "config.json")))["output_bias"] == "marginal"
+    )
+    images, _ = data.to_numpy(data.load("digits", "train[:64]"))
+    counts = np.bincount(images.ravel(), minlength=17) + 1.0
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(history.model.output_convs[-1].bias),
+        np.log(counts / counts.sum()),
+        atol=1e-4,
+    )
+    # A resumed run keeps the value it started with on record.
+    training.train("pixelcnn", "digits", out, epochs=2, resume=True, **kwargs)
+    assert (
+        json.load(open(os.path.join(out, "config.json")))["output_bias"] == "marginal"
+    )
+    with pytest.raises(ValueError, match=r"`output_bias` must be one of .*Received: "):
+        training.train(
+            "pixelcnn", "digits", str(tmp_path / "x"), output_bias="data", **kwargs
+        )

@@ -52,6 +52,7 @@ RECIPE_KEYS = (
     "warmup_steps",
     "clipnorm",
     "ema_momentum",
+    "output_bias",
     "precision",
     "train_split",
 )

@@ -2,7 +2,11 @@
 
 import os
 
-from pixel_keras.checks import PRECISION_POLICIES
+from pixel_keras.checks import (
+    OUTPUT_BIAS_IMAGES,
+    OUTPUT_BIAS_INITS,
+    PRECISION_POLICIES,
+)
 from pixel_keras.cli._common import (
     UsageError,
     non_negative_int,
@@ -191,6 +195,15 @@ def _add_optimizer_options(fit):
         "momentum (e.g. 0.999): test bits/dim, samples, evaluate and published "
         "weights use it (default: none)",
     )
+    fit.add_argument(
+        "--output-bias",
+        choices=OUTPUT_BIAS_INITS,
+        default="zeros",
+        help="a new model's last-layer bias: zeros, or marginal = the log "
+        f"frequency of each level in the first {OUTPUT_BIAS_IMAGES} training "
+        "images, so training starts near the data's marginal bits/dim "
+        "(default: zeros)",
+    )
 
 
 def _add_execution_options(fit):
@@ -340,6 +353,7 @@ def run(args):
         warmup_steps=args.warmup_steps,
         clipnorm=args.clipnorm,
         ema_momentum=args.ema,
+        output_bias=args.output_bias,
     )
     if args.verbose and history.is_chief:
         print(_summary(history, out, args.epochs))

@@ -17,6 +17,7 @@ import numpy as np
 
 from pixel_keras import optimizers
 from pixel_keras import precision as precision_module
+from pixel_keras.checks import OUTPUT_BIAS_IMAGES, OUTPUT_BIAS_INITS
 from pixel_keras.losses import nats_to_bits_per_dim
 from pixel_keras.models.base import check_batch_size
 from pixel_keras.training.architecture import (
@@ -88,6 +89,7 @@ def train(
     warmup_steps=0,
     clipnorm=None,
     ema_momentum=None,
+    output_bias="zeros",
 ):
     """Trains a model and writes a run directory (see `pixel_keras.training`).
 
@@ -142,6 +144,13 @@ def train(
             the sample grids and `load_checkpoint` (so `evaluate`, `sample`
             and published weights) use the averaged weights; training itself
             continues from the raw ones.
+        output_bias: how a new model's last-layer bias starts: "zeros", or
+            "marginal" (the log frequency of each level in the first
+            `checks.OUTPUT_BIAS_IMAGES` images of `train_split`, add-one
+            smoothed: `AutoregressiveImageModel.init_output_bias`), which
+            starts training near the data's marginal bits/dim instead of
+            `log2(num_levels)`. Used when a run starts; a resumed run keeps
+            the value it started with (its `config.json`).
 
     Returns:
         The `keras.callbacks.History` of this call; `history.model` is the
@@ -173,6 +182,7 @@ def train(
         max_minutes=max_minutes,
         learning_rate=learning_rate,
         samples_per_epoch=samples_per_epoch,
+        output_bias=output_bias,
     )
     info, model_config = _resolve_data(dataset, data_dir, preset, model_config)
     strategy = get_strategy(strategy)
@@ -196,6 +206,7 @@ def train(
             "warmup_steps": warmup_steps,
             "clipnorm": clipnorm,
             "ema_momentum": ema_momentum,
+            "output_bias": output_bias,
         },
         precision=precision,
         strategy=strategy,
@@ -290,8 +301,9 @@ def _check_train_arguments(
     max_minutes,
     learning_rate,
     samples_per_epoch,
+    output_bias,
 ):
-    """Raises ValueError for a bad number among `train`'s arguments."""
+    """Raises ValueError for a bad value among `train`'s arguments."""
     for arg, value, low in (
         ("epochs", epochs, 1),
         ("keep_checkpoints", keep_checkpoints, 1),
@@ -324,6 +336,11 @@ def _check_train_arguments(
         raise ValueError(
             "`samples_per_epoch` must be an int >= 0. "
             f"Received: samples_per_epoch={samples_per_epoch!r}"
+        )
+    if not isinstance(output_bias, str) or output_bias not in OUTPUT_BIAS_INITS:
+        raise ValueError(
+            f"`output_bias` must be one of {OUTPUT_BIAS_INITS}. "
+            f"Received: output_bias={output_bias!r}"
         )
 
 
@@ -371,6 +388,8 @@ def _train_locked(run, resume, overwrite):
     policy = precision_module.resolve_policy(run.precision)
     if state is not None and saved_config is not None:
         _check_resume_recipe(run.recipe, saved_config)
+        # An initialization: what the run started with stays on record.
+        run.recipe["output_bias"] = saved_config.get("output_bias", "zeros")
     with strategy_scope(run.strategy), precision_module.policy_scope(policy):
         net, initial_epoch, history, elapsed_before = _build_or_resume(
             run, state, saved_config
@@ -431,6 +450,8 @@ def _build_or_resume(run, state, saved_config):
             num_levels=run.info.num_levels,
             **run.model_config,
         )
+        if run.recipe["output_bias"] == "marginal":
+            net.init_output_bias(_first_train_images(run))
         net.compile(optimizer=_new_optimizer(run))
         return net, 0, [], 0.0
     net = _load_for_resume(state["checkpoint_path"], _new_optimizer(run))
@@ -448,6 +469,17 @@ def _build_or_resume(run, state, saved_config):
         state.get("history", []),
         float(state.get("elapsed_seconds", 0.0)),
     )
+
+
+def _first_train_images(run):
+    """The first `OUTPUT_BIAS_IMAGES` images of the training split, as stored."""
+    from pixel_keras import data
+
+    images, _ = data.to_numpy(
+        data.load(run.dataset, run.train_split, data_dir=run.data_dir),
+        limit=OUTPUT_BIAS_IMAGES,
+    )
+    return images
 
 
 def _check_model_fits_data(net, run):
