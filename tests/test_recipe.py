@@ -176,19 +176,26 @@ def test_make_optimizer_rejects_bad_arguments(kwargs, match):
 
 
 # ---- the recipe through train() ----------------------------------------------
+def _tiny_run(**overrides):
+    """`train` arguments for a tiny PixelCNN on a few digits, plus overrides."""
+    return dict(
+        model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
+        batch_size=16,
+        verbose=0,
+        **overrides,
+    )
+
+
 @pytest.mark.tf_only
 def test_train_with_the_recipe_and_bfloat16(tmp_path):
     from pixel_keras import training
 
     out = str(tmp_path / "run")
-    kwargs = dict(
-        model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
-        batch_size=16,
+    kwargs = _tiny_run(
         steps_per_epoch=3,
         train_split="train[:96]",
         test_split="test[:32]",
         samples_per_epoch=4,
-        verbose=0,
         precision="mixed_bfloat16",
         lr_schedule="cosine",
         warmup_steps=2,
@@ -316,14 +323,11 @@ def test_train_with_marginal_output_bias(tmp_path):
     from pixel_keras import data, training
 
     out = str(tmp_path / "run")
-    kwargs = dict(
-        model_config=dict(hidden_maps=8, num_residual_blocks=1, output_maps=16),
-        batch_size=16,
+    kwargs = _tiny_run(
         steps_per_epoch=1,
         train_split="train[:64]",
         test_split="test[:16]",
         samples_per_epoch=0,
-        verbose=0,
         learning_rate=1e-9,  # one step that barely moves the bias
     )
     history = training.train(
