@@ -333,9 +333,7 @@ def test_train_with_marginal_output_bias(tmp_path):
     history = training.train(
         "pixelcnn", "digits", out, epochs=1, output_bias="marginal", **kwargs
     )
-    assert (
-        json.load(open(os.path.join(out, "config.json")))["output_bias"] == "marginal"
-    )
+    assert training.read_config(out)["output_bias"] == "marginal"
     images, _ = data.to_numpy(data.load("digits", "train[:64]"))
     counts = np.bincount(images.ravel(), minlength=17) + 1.0
     np.testing.assert_allclose(
@@ -345,9 +343,7 @@ def test_train_with_marginal_output_bias(tmp_path):
     )
     # A resumed run keeps the value it started with on record.
     training.train("pixelcnn", "digits", out, epochs=2, resume=True, **kwargs)
-    assert (
-        json.load(open(os.path.join(out, "config.json")))["output_bias"] == "marginal"
-    )
+    assert training.read_config(out)["output_bias"] == "marginal"
     with pytest.raises(ValueError, match=r"`output_bias` must be one of .*Received: "):
         training.train(
             "pixelcnn", "digits", str(tmp_path / "x"), output_bias="data", **kwargs

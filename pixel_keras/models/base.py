@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from pixel_keras import losses, sampling
+from pixel_keras.checks import is_real_number
 from pixel_keras.models.presets import PresetMixin
 
 try:  # Keras' shape-inference scope (`compute_output_spec`); private API.
@@ -387,17 +388,11 @@ class AutoregressiveImageModel(keras.Model, PresetMixin):
                 and smoothing 0.
         """
         images = self.validate_images(images)
-        valid = (
-            isinstance(smoothing, (int, float, np.integer, np.floating))
-            and not isinstance(smoothing, bool)
-            and np.isfinite(smoothing)
-            and smoothing >= 0
-        )
-        if not valid:
+        if not (is_real_number(smoothing) and 0 <= smoothing < np.inf):
             raise ValueError(
                 f"`smoothing` must be a finite number >= 0. Received: smoothing={smoothing!r}"
             )
-        values = np.asarray(ops.convert_to_numpy(images)).astype(np.int64)
+        values = ops.convert_to_numpy(images).astype(np.int64)
         channels, levels = self.image_shape[-1], self.num_levels
         counts = np.stack(
             [
