@@ -42,6 +42,11 @@ tool = _load_tool()
         (["--total-steps", "-3"], "--total-steps must be > 0"),
         (["--lr", "0"], "--lr must be > 0"),
         (["--ema", "1.0"], "--ema must be in"),
+        (["--output-bias", "ones"], "invalid choice"),
+        (
+            ["--resume", "x.keras", "--total-steps", "9", "--output-bias", "zeros"],
+            "a resumed run keeps its checkpoint's bias",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):
@@ -56,6 +61,14 @@ def test_existing_output_directory_is_refused(tmp_path, capsys):
         tool.parse_args(["--out", str(tmp_path)])
     assert info.value.code == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_output_bias_defaults_to_zeros_for_a_new_model_only(tmp_path):
+    fresh = tool.parse_args(["--out", str(tmp_path / "a")])
+    resumed = tool.parse_args(
+        ["--out", str(tmp_path / "b"), "--resume", "x.keras", "--total-steps", "9"]
+    )
+    assert fresh.output_bias == "zeros" and resumed.output_bias is None
 
 
 def test_default_budget_is_210_seconds(tmp_path):
@@ -157,12 +170,14 @@ def test_fresh_run_writes_weights_that_tensorflow_evaluates_alike(tmp_path):
     tiny = ["--hidden-maps", "4", "--num-layers", "1", "--output-maps", "8"]
     proc = _run_tool(
         ["--out", str(out), "--seconds", "3", *tiny, "--batch-size", "16"]
-        + ["--eval-images", "40", "--num-samples", "2", "--warmup-steps", "5"],
+        + ["--eval-images", "40", "--num-samples", "2", "--warmup-steps", "5"]
+        + ["--output-bias", "marginal"],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["backend"] == "jax" and result["train_steps"] > 0
+    assert result["recipe"]["output_bias"] == "marginal"
     assert result["test_images"] == 40 and (out / "samples.png").is_file()
     assert _tf_bits_per_dim(out, 40) == pytest.approx(
         result["test_bits_per_dim"], abs=2e-3

@@ -23,7 +23,9 @@ stateless JAX pattern (`stateless_call` / `stateless_apply` inside one
 Recipe: Adam at `--lr`, linear warm-up over `--warmup-steps`, then a cosine
 decay to 0, bfloat16 compute with the loss in float32 (`--precision`), and a
 warmed-up weight average (`--ema`) that is what gets evaluated and saved.
-The run's length is either
+`--output-bias marginal` starts a new model's last-layer bias at the log
+level frequencies of the first training images, as `pixel-keras train
+--output-bias` does. The run's length is either
 
 - `--seconds`: a wall-clock budget. The number of steps it buys is not
   known in advance, so each step's learning rate is computed from the time
@@ -65,6 +67,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pixel_keras.checks import OUTPUT_BIAS_IMAGES, OUTPUT_BIAS_INITS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -111,6 +115,15 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--ema", type=float, default=0.999, help="0 for none")
     parser.add_argument(
+        "--output-bias",
+        choices=OUTPUT_BIAS_INITS,
+        default=None,
+        help="a new model's last-layer bias, as `pixel-keras train --output-bias`: "
+        "zeros, or marginal (the log level frequencies of the first "
+        f"{OUTPUT_BIAS_IMAGES} training images) (default: zeros; not with "
+        "--resume, which keeps the checkpoint's)",
+    )
+    parser.add_argument(
         "--precision", choices=("float32", "mixed_bfloat16"), default="mixed_bfloat16"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -128,6 +141,13 @@ def parse_args(argv=None):
         parser.error("give --seconds or --total-steps, not both")
     if args.resume and args.total_steps is None:
         parser.error("--resume needs --total-steps (the run's whole step budget)")
+    if args.resume and args.output_bias is not None:
+        parser.error(
+            "--output-bias initializes a new model; a resumed run keeps its "
+            f"checkpoint's bias. Received: --output-bias {args.output_bias} with --resume"
+        )
+    if not args.resume and args.output_bias is None:
+        args.output_bias = "zeros"
     if args.seconds is None and args.total_steps is None:
         args.seconds = 210.0
     for name in ("seconds", "total_steps", "lr"):
@@ -253,6 +273,8 @@ def main(argv=None):
         model_name, config = architecture(args, image_shape)
         with policy_scope(args.precision):
             model = registry.create(model_name, **config)
+        if args.output_bias == "marginal":
+            model.init_output_bias(train_images[:OUTPUT_BIAS_IMAGES])
         optimizer.build(model.trainable_variables)
     conditional = bool(config.get("num_classes"))
     start_step = int(ops.convert_to_numpy(optimizer.iterations))
@@ -432,6 +454,7 @@ def main(argv=None):
             "total_steps": args.total_steps,
             "warmup_steps": args.warmup_steps,
             "ema_momentum": args.ema or None,
+            "output_bias": args.output_bias or "kept from the resumed checkpoint",
             "precision": precision,
             "optimizer": "Adam",
             "seed": args.seed,
