@@ -5,6 +5,7 @@ the bias gradient as a matrix product, bfloat16 precision, the optimizer
 import json
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -251,9 +252,14 @@ def test_train_with_the_recipe_and_bfloat16(tmp_path):
 
     checkpoint = training.read_state(out)["checkpoint_path"]
     constant = optimizers.make_optimizer(0.002, ema_momentum=0.99)
-    with pytest.raises(
-        ValueError, match=r"optimizer state .* does not fit this run's optimizer"
+    with (
+        pytest.raises(
+            ValueError, match=r"optimizer state .* does not fit this run's optimizer"
+        ),
+        warnings.catch_warnings(),
     ):
+        # One error, without Keras' "Skipping variable loading" warning too.
+        warnings.simplefilter("error", UserWarning)
         _load_for_resume(checkpoint, constant)
 
 

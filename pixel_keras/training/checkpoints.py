@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -347,11 +348,21 @@ def _load_for_resume(path, optimizer):
     net = load_checkpoint(path, compile=False, ema=False)
     net.compile(optimizer=optimizer)
     net.optimizer.build(net.trainable_variables)
-    net.load_weights(path)
-    if int(keras.ops.convert_to_numpy(net.optimizer.iterations)) == 0:
-        # Keras skips, with only a warning, a saved optimizer state whose
-        # variables do not match this optimizer's (a constant learning rate
-        # is a variable, a schedule is not): the run would restart at step 0.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.load_weights(path)
+    # Keras skips, with only a warning, a saved optimizer state whose
+    # variables do not match this optimizer's (a constant learning rate is a
+    # variable, a schedule is not): the run would restart at step 0. That is
+    # an error here, and its warning is replaced by the error's message.
+    skipped = int(keras.ops.convert_to_numpy(net.optimizer.iterations)) == 0
+    for record in caught:
+        if skipped and "Skipping variable loading for optimizer" in str(record.message):
+            continue
+        warnings.warn_explicit(
+            record.message, record.category, record.filename, record.lineno
+        )
+    if skipped:
         raise ValueError(
             f"Checkpoint {path}: its optimizer state (step count, moments, weight "
             "average) does not fit this run's optimizer. A resumed run keeps its kind "
