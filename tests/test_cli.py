@@ -182,6 +182,12 @@ def test_library_errors_exit_2_without_traceback(tmp_path, capsys):
             "no_such_data_set",
         ),
         (["evaluate", str(tmp_path / "missing")], "no such checkpoint"),
+        # A preset name where a path belongs: the error points to --preset.
+        (
+            ["sample", "pixelcnn_digits", "--out", png],
+            "no such checkpoint file or run directory: pixelcnn_digits "
+            "(for the zoo preset, use --preset pixelcnn_digits)",
+        ),
         (["evaluate", str(tmp_path)], "--dataset is required"),
         (["evaluate", str(tmp_path), "--dataset", "digits"], "No checkpoint in"),
         (["sample", str(tmp_path), "--out", str(tmp_path / "s.jpg")], "must be a .png"),

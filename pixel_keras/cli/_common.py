@@ -107,7 +107,13 @@ def check_model_source(args):
             f"and --preset NAME, got {given}"
         )
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
-        raise UsageError(f"no such checkpoint file or run directory: {args.checkpoint}")
+        message = f"no such checkpoint file or run directory: {args.checkpoint}"
+        # Only on this error path: the zoo module imports Keras.
+        from pixel_keras.models.presets import list_presets
+
+        if args.checkpoint in list_presets():
+            message += f" (for the zoo preset, use --preset {args.checkpoint})"
+        raise UsageError(message)
 
 
 def load_preset(name, weights):
