@@ -582,6 +582,7 @@ ARGUMENT_ERRORS = [
     ["train", "--num-layers", "2"],
     ["evaluate"],
     ["evaluate", "no/such/run"],
+    ["evaluate", "pixelcnn_digits"],  # a preset name: the hint lists no Keras
     ["sample", "--out", "x.png"],
     ["sample", "run", "--out", "x.jpg"],
     ["export", "--out", "x"],

@@ -9,6 +9,7 @@ import os
 import sys
 
 from pixel_keras import checks
+from pixel_keras._preset_dirs import list_presets
 
 PROG = "pixel-keras"
 
@@ -108,9 +109,6 @@ def check_model_source(args):
         )
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
         message = f"no such checkpoint file or run directory: {args.checkpoint}"
-        # Only on this error path: the zoo module imports Keras.
-        from pixel_keras.models.presets import list_presets
-
         if args.checkpoint in list_presets():
             message += f" (for the zoo preset, use --preset {args.checkpoint})"
         raise UsageError(message)

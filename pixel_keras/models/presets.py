@@ -15,7 +15,6 @@ model = pk.PixelCNN.from_preset("pixelcnn_digits")   # with its trained weights
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -30,22 +29,13 @@ from typing import Any
 
 import keras
 
+from pixel_keras._preset_dirs import CONFIG_FILE, list_presets, presets_root
 from pixel_keras._urls import URL_ERRORS, url_error_reason
 from pixel_keras.models.registry import get_model_class
 
-CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.weights.h5"
 CARD_FILE = "README.md"
-
-
-def presets_root() -> Path:
-    """The directory holding the built-in presets."""
-    package = Path(__file__).resolve().parent.parent  # pixel_keras/
-    checkout = package.parent / "zoo"
-    if checkout.is_dir():
-        return checkout
-    return package / "_zoo"
 
 
 def cache_dir() -> Path:
@@ -68,19 +58,6 @@ class Preset:
     def bundled_weights(self) -> Path | None:
         path = self.path / WEIGHTS_FILE
         return path if path.is_file() else None
-
-
-def list_presets(pattern: str | None = None) -> list[str]:
-    """Names of the built-in presets, sorted, optionally filtered by a glob."""
-    root = presets_root()
-    names = (
-        sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
-        if root.is_dir()
-        else []
-    )
-    if pattern is not None:
-        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    return names
 
 
 def _shorten(text: str, limit: int = 80) -> str:
