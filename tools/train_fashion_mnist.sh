@@ -20,12 +20,13 @@
 # - gated_pixelcnn_fashion_mnist: this script, on a 2-core BF16 CPU;
 # - gated_pixelcnn_conditional_fashion_mnist: this script for steps 1-2000
 #   on a CPU, steps 2001-5500 on an H200 (`tools/train_gpu_jax.py --resume`);
-# - pixelcnn_fashion_mnist and row_lstm_fashion_mnist (re-sized: 15 blocks
-#   of 48 maps; 6 layers of 48 maps): 40 s each on an H200 with
-#   `tools/train_gpu_jax.py`, the same recipe over a wall-clock budget. Here
-#   they get the CPU recipe on their new configurations. PixelCNN's ran to
-#   the end here as a check (2-core BF16 CPU, 56.5 min, 2.8961 on the full
-#   test split; not shipped, the H200 weights are lower). Row LSTM's has not;
+# - pixelcnn_fashion_mnist (re-sized: 15 blocks of 48 maps): 40 s on an
+#   H200 with `tools/train_gpu_jax.py`, the same recipe over a wall-clock
+#   budget. Its CPU recipe here ran to the end as a check (2-core BF16 CPU,
+#   56.5 min, 2.8961 on the full test split; not shipped, the H200 weights
+#   are lower);
+# - row_lstm_fashion_mnist (re-sized: 6 layers of 48 maps): this script, on
+#   a 2-core BF16 CPU (103 min, about 1.07 s a step; 2.8869);
 # - diagonal_bilstm_fashion_mnist (re-sized: 3 layers of 32 maps, out 128):
 #   this script on a 2-core BF16 CPU, in three legs: epochs 1-5 of a
 #   10-epoch schedule, resumed with --epochs 14 (the cosine stretched to
