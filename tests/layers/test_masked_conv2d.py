@@ -16,7 +16,9 @@ def oracle_group(index, num_maps, num_groups):
 def oracle_mask(kh, kw, n_in, n_out, mask_type, groups):
     """Element-by-element definition of the causal mask."""
     mask = np.zeros((kh, kw, n_in, n_out), "float32")
-    for u, v, a, b in itertools.product(range(kh), range(kw), range(n_in), range(n_out)):
+    for u, v, a, b in itertools.product(
+        range(kh), range(kw), range(n_in), range(n_out)
+    ):
         du, dv = u - kh // 2, v - kw // 2  # offset of the tap from the centre
         if du < 0 or (du == 0 and dv < 0):
             mask[u, v, a, b] = 1
@@ -73,9 +75,7 @@ def test_output_shape_and_weights():
 
 
 def test_golden_values_constant_kernel():
-    layer = MaskedConv2D(
-        1, 3, "A", kernel_initializer="ones", bias_initializer="zeros"
-    )
+    layer = MaskedConv2D(1, 3, "A", kernel_initializer="ones", bias_initializer="zeros")
     x = np.arange(1, 17, dtype="float32").reshape(1, 4, 4, 1)
     y = keras.ops.convert_to_numpy(layer(x))[0, :, :, 0]
     # Each output sums the (zero-padded) row above (3 taps) and the left tap.
@@ -85,6 +85,27 @@ def test_golden_values_constant_kernel():
         for j in range(4):
             want[i, j] = img[i, j : j + 3].sum() + img[i + 1, j]
     np.testing.assert_allclose(y, want)
+
+
+@pytest.mark.parametrize(
+    "kernel, mask_type, groups",
+    [
+        ((3, 3), "B", 1),
+        ((7, 7), "A", 1),
+        ((1, 3), "B", 1),
+        ((3, 1), "A", 3),
+        ((5, 3), "B", 3),
+        ((7, 7), "A", 3),
+    ],
+)
+def test_cropped_convolution_equals_full_masked_kernel(kernel, mask_type, groups):
+    # `call` convolves with only the kernel rows (or, 1 x k, columns) the
+    # mask keeps; that is the "same" convolution with the whole masked kernel.
+    layer = MaskedConv2D(6, kernel, mask_type, image_channels=groups)
+    x = np.random.default_rng(1).normal(size=(2, 9, 8, 6)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    full = keras.ops.conv(x, layer.masked_kernel(), padding="same") + layer.bias
+    np.testing.assert_allclose(y, keras.ops.convert_to_numpy(full), atol=1e-5)
 
 
 def test_mask_applied_in_call_not_by_constraint():
@@ -109,7 +130,9 @@ def test_serialization_round_trip():
     config = layer.get_config()
     clone = MaskedConv2D.from_config(config)
     assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
     assert isinstance(restored, MaskedConv2D)
     assert restored.kernel_size == (3, 5) and restored.mask_type == "B"
 
