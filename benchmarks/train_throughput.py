@@ -138,7 +138,7 @@ def load_data(num_images):
 
 
 def make_dataset(images, batch_size, seed, labels=None, pairs=True):
-    """Shuffled, repeated, prefetched tf.data of uint8 batches.
+    """Shuffled, repeated, prefetched (2 batches) tf.data of uint8 batches.
 
     `pairs=True` yields `(x, images)` for `keras.Model.fit`, where `x` is the
     images, or `{"images", "class_label"}` when `labels` are given.
@@ -155,7 +155,12 @@ def make_dataset(images, batch_size, seed, labels=None, pairs=True):
         ds = ds.map(lambda x: (x, x))
     elif pairs:
         ds = ds.map(lambda x, y: ({"images": x, "class_label": y}, x))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # A fixed prefetch and no tf.data autotuning: with two workers taking
+    # turns, autotuning stretched rounds to multiples of 10 ms x 2^n (2.56,
+    # 5.12, 10.24, 20.48, 40.96 s, on one core), whatever their CPU time.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)
 
 
 # ---- runners ---------------------------------------------------------------
