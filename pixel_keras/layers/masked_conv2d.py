@@ -112,6 +112,9 @@ class MaskedConv2D(keras.layers.Layer):
     is causal from initialization (no constraint, no variable assignment): the
     output at pixel (i, j) depends on input rows above i, on row i left of j,
     and, at (i, j) itself, only on the channel groups the mask type allows.
+    Rows below the centre are all zero after masking, so `call` skips them:
+    a k x k layer costs (k // 2 + 1) x k taps (a 1 x k one, k // 2 + 1),
+    with the outputs of the full "same" convolution.
 
     Sub-pixel autoregression (R, then G given R, then B given R and G) splits
     the input and output feature maps into `image_channels` contiguous groups
