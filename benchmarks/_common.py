@@ -567,3 +567,42 @@ def model_class(registry_name):
             f"this pixel_keras has no models.registry.get_model_class ({e})"
         ) from e
     return get_model_class(registry_name)
+
+
+def training_step(preset, policy, batch_size, seed=0):
+    """A preset's training step as a `tf.function`, for the profilers.
+
+    Builds `preset` untrained (`zoo.load(preset, weights=False)`) under the
+    Keras dtype policy `policy`, on one fixed batch of `batch_size` uniform
+    random images (class labels 0 for a conditional preset): the model's own
+    loss, the recipe's Adam, gradients through `tf.GradientTape`. The data
+    do not change the work a step does. Returns `(step, model)`; `step()`
+    runs one step and returns the loss. Imports TensorFlow and pixel_keras.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from pixel_keras import optimizers, precision, zoo
+
+    with precision.policy_scope(policy):
+        model = zoo.load(preset, weights=False)
+    images = np.random.RandomState(seed).randint(
+        0, model.num_levels, (batch_size, *model.image_shape)
+    )
+    x = tf.constant(images, tf.int32)
+    inputs = x
+    if "class_label" in model.condition_names:
+        inputs = {"images": x, "class_label": tf.zeros([batch_size], tf.int32)}
+    model.compile(optimizer=optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    loss_fn = model.loss
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(x, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    return step, model

@@ -42,34 +42,11 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=12)
     args = p.parse_args(argv)
 
-    import keras
-    import numpy as np
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from pixel_keras import optimizers, zoo
-
     env = _common.environment()
-    keras.config.set_dtype_policy(args.policy)
-    model = zoo.load(args.preset, weights=False)
-    images = np.random.RandomState(0).randint(
-        0, model.num_levels, (args.batch_size, *model.image_shape)
-    )
-    x = tf.constant(images, tf.int32)
-    inputs = x
-    if "class_label" in model.condition_names:
-        inputs = {"images": x, "class_label": tf.zeros([args.batch_size], tf.int32)}
-    model.compile(optimizer=optimizers.Adam(1e-3))
-    model.optimizer.build(model.trainable_variables)
-    loss_fn = model.loss
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(x, model(inputs, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply(grads, model.trainable_variables)
-        return loss
+    step, _ = _common.training_step(args.preset, args.policy, args.batch_size)
 
     for _ in range(args.warmup):
         step()
