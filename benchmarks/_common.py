@@ -90,11 +90,29 @@ def package_root():
 
 
 def use_package_root():
-    """Puts `package_root()` first on `sys.path`; returns it."""
+    """Puts `package_root()` first on `sys.path`; returns it.
+
+    In a `--compare` worker (`$PIXEL_KERAS_BENCH_ROOT` set) it also removes
+    the import finders of editable installs (`pip install -e .`). Those sit
+    on `sys.meta_path` after the normal path search, so a module that the
+    worker's checkout lacks (say `pixel_keras.precision` in an old commit)
+    would otherwise be imported from the checkout that was installed, and
+    the two sides would no longer run their own code.
+    """
     root = package_root()
     if sys.path[:1] != [root]:
         sys.path.insert(0, root)
+    if os.environ.get(ROOT_ENV):
+        sys.meta_path[:] = [f for f in sys.meta_path if not _is_editable_finder(f)]
+        sys.path_hooks[:] = [h for h in sys.path_hooks if not _is_editable_finder(h)]
+        sys.path_importer_cache.clear()
     return root
+
+
+def _is_editable_finder(finder):
+    """True for setuptools' editable-install finders and path hooks."""
+    module = getattr(finder, "__module__", None) or type(finder).__module__
+    return module.startswith("__editable__")
 
 
 # ---- environment -----------------------------------------------------------
@@ -452,16 +470,21 @@ def workers(script, roots):
 
 
 def check_package_root():
-    """The `pixel_keras` a worker imported; WorkerError if not from its root."""
+    """The `pixel_keras` a worker imported; WorkerError if it, or any of its
+    modules imported so far, does not come from the worker's checkout."""
     import pixel_keras
 
-    path = os.path.abspath(pixel_keras.__file__)
     root = package_root()
-    if not path.startswith(root + os.sep):
-        raise WorkerError(
-            f"imported pixel_keras from {path}, not from the checkout {root}"
-        )
-    return path
+    for name, module in sorted(sys.modules.items()):
+        if name != "pixel_keras" and not name.startswith("pixel_keras."):
+            continue
+        where = getattr(module, "__file__", None)
+        if where and not os.path.abspath(where).startswith(root + os.sep):
+            raise WorkerError(
+                f"imported {name} from {os.path.abspath(where)}, not from the "
+                f"checkout {root}"
+            )
+    return os.path.abspath(pixel_keras.__file__)
 
 
 def serve(handlers):

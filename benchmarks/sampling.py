@@ -433,6 +433,7 @@ def worker_main():
             except Exception as e:  # reported: samples then need not match
                 weights = f"own initialization; loading current's failed: {e}"
         models[request["key"]] = model
+        _common.check_package_root()  # every pixel_keras module imported so far
         return {
             "model": type(model).__name__,
             "params": model.count_params(),

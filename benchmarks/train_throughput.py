@@ -650,7 +650,13 @@ def compare_model(spec, args, roots, data_path):
             **_common.summarize_side(rounds[side], images_per_round, args.steps),
             **{
                 k: built[side][k]
-                for k in ("num_params", "build_s", "warmup_s", "pixel_keras")
+                for k in (
+                    "num_params",
+                    "build_s",
+                    "warmup_s",
+                    "pixel_keras",
+                    "dtype_policy",
+                )
             },
         }
     params = [built[side]["num_params"] for side in SIDES]
@@ -665,6 +671,7 @@ def compare_model(spec, args, roots, data_path):
 
 def worker_main():
     """`--worker`: builds one of our models and times rounds on request."""
+    import keras
     import numpy as np
 
     state = {}
@@ -678,6 +685,7 @@ def worker_main():
         images, labels = data["images"], data["labels"]
         runner = build_pixel_keras(request["spec"], args, images, labels)
         build_s = time.perf_counter() - t0
+        _common.check_package_root()  # every pixel_keras module imported so far
         t0 = time.perf_counter()
         if args.warmup_steps:
             runner.run(args.warmup_steps)
@@ -686,6 +694,7 @@ def worker_main():
             "num_params": int(runner.num_params),
             "trainer": runner.trainer,
             "pixel_keras": path,
+            "dtype_policy": keras.config.dtype_policy().name,
             "build_s": round(build_s, 2),
             "warmup_s": round(time.perf_counter() - t0, 2),
         }
