@@ -418,7 +418,6 @@ def worker_main():
     models = {}
 
     def build_request(request):
-        path = _common.check_package_root()
         keras.utils.set_random_seed(request["seed"])
         cls = _common.model_class(request["model"])
         config = request["config"]
@@ -433,7 +432,8 @@ def worker_main():
             except Exception as e:  # reported: samples then need not match
                 weights = f"own initialization; loading current's failed: {e}"
         models[request["key"]] = model
-        _common.check_package_root()  # every pixel_keras module imported so far
+        # After the build, so it covers every pixel_keras module imported.
+        path = _common.check_package_root()
         return {
             "model": type(model).__name__,
             "params": model.count_params(),

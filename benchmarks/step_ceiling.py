@@ -34,8 +34,8 @@ FLOPs are counted as 2 per multiply-add: a matrix product of [M, K] by
 import argparse
 import collections
 import json
+import math
 import os
-import statistics
 import sys
 import time
 
@@ -99,28 +99,26 @@ def compute_ops(graph):
             a = inputs[0]
             transposed = attrs.get("transpose_a", attrs.get("adj_x", False))
             contraction = a[-2] if transposed else a[-1]
-            flops = 2 * _prod(_shape(op.outputs[0])) * contraction
+            flops = 2 * math.prod(_shape(op.outputs[0])) * contraction
         elif op.type == "Conv2D":
             inputs = [_shape(t) for t in op.inputs]
             kh, kw, ci, _ = inputs[1]
-            flops = 2 * _prod(_shape(op.outputs[0])) * kh * kw * ci
+            flops = 2 * math.prod(_shape(op.outputs[0])) * kh * kw * ci
         elif op.type == "Conv2DBackpropInput":
             sizes = _shape(op.outputs[0])  # = its input_sizes argument
             inputs = [("const", sizes)] + [_shape(t) for t in op.inputs[1:]]
             kh, kw, ci, _ = inputs[1]
-            flops = 2 * _prod(inputs[2]) * kh * kw * ci
+            flops = 2 * math.prod(inputs[2]) * kh * kw * ci
         else:  # Conv2DBackpropFilter
             sizes = _shape(op.outputs[0])  # = its filter_sizes argument
             inputs = [_shape(op.inputs[0]), ("const", sizes), _shape(op.inputs[2])]
             kh, kw, ci, _ = sizes
-            flops = 2 * _prod(inputs[2]) * kh * kw * ci
+            flops = 2 * math.prod(inputs[2]) * kh * kw * ci
         found.append(
             {
                 "type": op.type,
                 "name": op.name,
-                "dtype": op.inputs[0].dtype.name
-                if op.type != "Conv2DBackpropInput"
-                else op.inputs[1].dtype.name,
+                "dtype": op.get_attr("T").name,
                 "inputs": inputs,
                 "input_names": [a.name for a in op.op_def.input_arg],
                 "attrs": attrs,
@@ -128,13 +126,6 @@ def compute_ops(graph):
             }
         )
     return found
-
-
-def _prod(shape):
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
 
 
 def compute_only_function(ops, seed=0):
@@ -168,24 +159,24 @@ def compute_only_function(ops, seed=0):
     return fn, args
 
 
-def time_rounds(fns, steps, rounds):
-    """Alternating rounds of `steps` calls of each `fns[name]()`; medians."""
-    per = {name: {"wall": [], "cpu": []} for name in fns}
+def time_rounds(fns, steps, rounds, batch_size):
+    """Alternating rounds of `steps` calls of each `fns[name]()`.
+
+    Returns `_common.summarize_side` of each name's rounds (medians and
+    per-round lists, per step and per image).
+    """
+    per = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 fn()
-            per[name]["wall"].append((time.perf_counter() - t0) / steps)
-            per[name]["cpu"].append((time.process_time() - c0) / steps)
+            per[name].append(
+                {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+            )
     return {
-        name: {
-            "s_per_step": statistics.median(v["wall"]),
-            "cpu_s_per_step": statistics.median(v["cpu"]),
-            "s_per_step_per_round": [round(x, 4) for x in v["wall"]],
-            "cpu_s_per_step_per_round": [round(x, 4) for x in v["cpu"]],
-        }
-        for name, v in per.items()
+        name: _common.summarize_side(r, steps * batch_size, steps)
+        for name, r in per.items()
     }
 
 
@@ -209,7 +200,10 @@ def measure(preset, policy, args):
         run_step()
         run_compute()
     timed = time_rounds(
-        {"step": run_step, "compute_only": run_compute}, args.steps, args.rounds
+        {"step": run_step, "compute_only": run_compute},
+        args.steps,
+        args.rounds,
+        args.batch_size,
     )
     flops = sum(op["flops"] for op in ops)
     by_type = collections.Counter()
@@ -218,7 +212,7 @@ def measure(preset, policy, args):
         by_type[op["type"]] += op["flops"]
         count[op["type"]] += 1
     result = {
-        "params": int(sum(int(_prod(v.shape)) for v in model.trainable_variables)),
+        "params": sum(math.prod(v.shape) for v in model.trainable_variables),
         "flops_per_step": flops,
         "gflop_per_image": round(flops / args.batch_size / 1e9, 4),
         "ops": {
@@ -228,12 +222,8 @@ def measure(preset, policy, args):
         "dtypes": sorted({op["dtype"] for op in ops}),
     }
     for name, t in timed.items():
-        t["images_per_s"] = round(args.batch_size / t["s_per_step"], 2)
-        t["images_per_cpu_s"] = round(args.batch_size / t["cpu_s_per_step"], 2)
         t["gflop_per_s"] = round(flops / t["s_per_step"] / 1e9, 1)
         t["gflop_per_cpu_s"] = round(flops / t["cpu_s_per_step"] / 1e9, 1)
-        t["s_per_step"] = round(t["s_per_step"], 4)
-        t["cpu_s_per_step"] = round(t["cpu_s_per_step"], 4)
         result[name] = t
     result["max_speedup_per_cpu_s"] = round(
         timed["step"]["cpu_s_per_step"] / timed["compute_only"]["cpu_s_per_step"], 3

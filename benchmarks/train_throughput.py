@@ -678,14 +678,14 @@ def worker_main():
 
     def build_request(request):
         args = argparse.Namespace(**request["args"])
-        path = _common.check_package_root()
         setup_keras(args)
         data = np.load(request["data"])
         t0 = time.perf_counter()
         images, labels = data["images"], data["labels"]
         runner = build_pixel_keras(request["spec"], args, images, labels)
         build_s = time.perf_counter() - t0
-        _common.check_package_root()  # every pixel_keras module imported so far
+        # After the build, so it covers every pixel_keras module imported.
+        path = _common.check_package_root()
         t0 = time.perf_counter()
         if args.warmup_steps:
             runner.run(args.warmup_steps)
