@@ -10,6 +10,8 @@ from pixel_keras.layers.row_lstm import (
     gate_bias_initializer,
     lstm_update,
 )
+from pixel_keras.layers.scan import scan
+from pixel_keras.layers.shifting import crop, shift
 
 
 def skew(x):
@@ -39,7 +41,7 @@ def skew(x):
     _, height, width, maps = x.shape
     x = ops.pad(x, [[0, 0], [0, 0], [0, height], [0, 0]])  # [B, H, W+H, D]
     x = ops.reshape(x, (-1, height * (width + height), maps))
-    x = x[:, : height * (width + height - 1)]
+    x = crop(x, height * (width + height - 1), axis=1)
     return ops.reshape(x, (-1, height, width + height - 1, maps))  # [B, H, W+H-1, D]
 
 
@@ -64,7 +66,7 @@ def unskew(x, width):
     x = ops.reshape(x, (-1, height * skewed_width, maps))
     x = ops.pad(x, [[0, 0], [0, height], [0, 0]])  # [B, H*(W+H), D]
     x = ops.reshape(x, (-1, height, width + height, maps))  # [B, H, W+H, D]
-    return x[:, :, :width]  # [B, H, W, D]
+    return crop(x, width, axis=2)  # [B, H, W, D]
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -78,7 +80,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
 
     ```
     gates = skew(K_is (*) x + b)                       # [B, H, W+H-1, 4h]
-    for each column j (ops.scan):
+    for each column j (`scan`):
         [o, f, i, g] = gates[:, :, j] + K_ss (*) h[:, :, j-1]
         c_j = sigmoid(f) * c_{j-1} + sigmoid(i) * tanh(g)
         h_j = sigmoid(o) * tanh(c_j)
@@ -99,7 +101,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
     same computation with its own weights and mirrors the result back; that
     state at (r, c) depends on (r, c + 1), so it is shifted down one row
     (row 0 gets zeros) before it is added to the left-to-right state. Both
-    directions advance in the same `ops.scan` (W + H - 1 steps).
+    directions advance in the same `scan` (W + H - 1 steps).
 
     Receptive field: output (r, c) depends on the input map at every
     position of the rows above (left-to-right: columns <= c; shifted
@@ -224,22 +226,20 @@ class DiagonalBiLSTM(keras.layers.Layer):
         def step(states, column_gates):
             new_states = []
             for (hidden, cell), column, kernel in zip(states, column_gates, kernels):
-                above = ops.pad(hidden[:, :-1], [[0, 0], [1, 0], [0, 0]])  # row r - 1
+                above = shift(hidden, axis=1)  # row r - 1
                 taps = ops.concatenate([above, hidden], axis=-1)  # [B, H, 2h]
                 recurrent = ops.matmul(taps, kernel)  # [B, H, 4h]
                 new_states.append(lstm_update(column + recurrent, cell))
             new_states = tuple(new_states)
-            return new_states, new_states
+            return new_states, tuple(hidden for hidden, _ in new_states)
 
         init = ((zeros, zeros), (zeros, zeros))
-        _, ((hidden, _), (reverse_hidden, _)) = ops.scan(step, init, columns)
+        _, (hidden, reverse_hidden) = scan(step, init, columns)
         hidden = unskew(ops.transpose(hidden, (1, 2, 0, 3)), width)  # [B, H, W, h]
         reverse_hidden = unskew(ops.transpose(reverse_hidden, (1, 2, 0, 3)), width)
         reverse_hidden = ops.flip(reverse_hidden, axis=2)
         # Shift down one row: row r sees the right-to-left state of row r - 1.
-        reverse_hidden = ops.pad(
-            reverse_hidden[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]]
-        )  # [B, H, W, h]
+        reverse_hidden = shift(reverse_hidden, axis=1)  # [B, H, W, h]
         return hidden + reverse_hidden
 
     def compute_output_shape(self, input_shape):

@@ -55,6 +55,7 @@ import keras
 from keras import ops
 
 from pixel_keras.layers.masked_conv2d import bias_add, build_mask
+from pixel_keras.layers.shifting import shift
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -331,12 +332,7 @@ class GatedBlock(keras.layers.Layer):
 
         # Vertical -> horizontal: shift down one row (row 0 gets zeros), so
         # row i of the horizontal stack gets vertical rows <= i - 1.
-        rows = v.shape[1]
-        if rows is None:
-            above = v[:, :-1]
-        else:
-            above = ops.split(v, [rows - 1], axis=1)[0]  # [B, H-1, W, 2p]
-        shifted = ops.pad(above, [[0, 0], [1, 0], [0, 0], [0, 0]])
+        shifted = shift(v, axis=1)
         h = h + ops.matmul(shifted, self.vertical_to_horizontal_kernel)
 
         vertical_out = self.gate(v)  # [B, H, W, p]

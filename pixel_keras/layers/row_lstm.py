@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
+from pixel_keras.layers.scan import scan
 
 
 def lstm_update(pre_activations, cell):
@@ -88,8 +89,8 @@ class RowLSTM(keras.layers.Layer):
     triangle of rows above (k // 2 more columns either side per row up) and
     on row i left of j: this is the paper's Figure 4 (centre).
 
-    The recurrence runs through `keras.ops.scan` over rows, so it compiles
-    on TensorFlow and JAX.
+    The recurrence runs through `pixel_keras.layers.scan.scan` over rows
+    (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow).
 
     Args:
         units: int, h, the number of state maps (>= `image_channels`).
@@ -188,10 +189,10 @@ class RowLSTM(keras.layers.Layer):
             hidden, cell = state
             # [B, W, h] -> [B, W, 4h]; unmasked, the whole row above is earlier.
             recurrent = ops.conv(hidden, self.recurrent_kernel, padding="same")
-            state = lstm_update(row_gates + recurrent, cell)
-            return state, state
+            hidden, cell = lstm_update(row_gates + recurrent, cell)
+            return (hidden, cell), hidden
 
-        _, (hidden, _) = ops.scan(step, (zeros, zeros), rows)  # [H, B, W, h]
+        _, hidden = scan(step, (zeros, zeros), rows)  # [H, B, W, h]
         return ops.transpose(hidden, (1, 0, 2, 3))  # [B, H, W, h]
 
     def compute_output_shape(self, input_shape):

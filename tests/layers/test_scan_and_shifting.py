@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from pixel_keras.layers.scan import scan
+from pixel_keras.layers.shifting import crop, shift
+
+
+def test_crop_matches_slicing():
+    x = np.arange(2 * 5 * 3, dtype="float32").reshape(2, 5, 3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(crop(x, 3, axis=1)), x[:, :3])
+    np.testing.assert_array_equal(ops.convert_to_numpy(crop(x, -1, axis=1)), x[:, :-1])
+    np.testing.assert_array_equal(ops.convert_to_numpy(crop(x, 2, axis=2)), x[:, :, :2])
+    assert crop(x, 5, axis=1) is x
+
+
+def test_shift_moves_one_place_with_zeros_first():
+    x = np.arange(1, 2 * 4 * 3 + 1, dtype="float32").reshape(2, 4, 3)
+    shifted = ops.convert_to_numpy(shift(x, axis=1))
+    np.testing.assert_array_equal(shifted[:, 0], 0.0)
+    np.testing.assert_array_equal(shifted[:, 1:], x[:, :-1])
+
+
+def test_crop_and_shift_gradients_match_slicing():
+    x = keras.random.normal((2, 4, 3), seed=0)
+    weights = keras.random.normal((2, 4, 3), seed=1)
+    reference = ops.convert_to_numpy(
+        ops.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0]]) * weights
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(shift(x, axis=1) * weights), reference
+    )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(shift(x, axis=1) * weights)
+        grad = tape.gradient(loss, x).numpy()
+    else:
+        import jax
+
+        grad = jax.grad(lambda v: (shift(v, axis=1) * weights).sum())(x)
+    expected = np.zeros((2, 4, 3), "float32")
+    expected[:, :-1] = ops.convert_to_numpy(weights)[:, 1:]
+    np.testing.assert_allclose(np.asarray(grad), expected)
+
+
+def test_scan_outputs_need_not_be_the_carry():
+    xs = np.arange(1, 6, dtype="float32")[:, None] * np.ones((5, 3), "float32")
+
+    def step(carry, x):
+        total, count = carry
+        total = total + x
+        return (total, count + 1.0), (total * 2.0, ops.sum(total))
+
+    init = (ops.zeros((3,)), ops.zeros(()))
+    (total, count), (doubled, sums) = scan(step, init, xs)
+    cumulative = np.cumsum(xs, axis=0)
+    np.testing.assert_allclose(ops.convert_to_numpy(total), cumulative[-1])
+    assert float(count) == 5.0
+    np.testing.assert_allclose(ops.convert_to_numpy(doubled), 2.0 * cumulative)
+    np.testing.assert_allclose(ops.convert_to_numpy(sums), cumulative.sum(axis=1))
+
+
+def test_scan_nested_inputs_and_a_single_step():
+    xs = (np.ones((1, 2), "float32"), 3.0 * np.ones((1, 2), "float32"))
+
+    def step(carry, x):
+        a, b = x
+        carry = carry + a * b
+        return carry, carry
+
+    carry, ys = scan(step, ops.zeros((2,)), xs)
+    np.testing.assert_allclose(ops.convert_to_numpy(carry), [3.0, 3.0])
+    np.testing.assert_allclose(ops.convert_to_numpy(ys), [[3.0, 3.0]])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's while loop"
+)
+def test_tf_scan_rejects_unknown_length():
+    import tensorflow as tf
+
+    from pixel_keras.layers import _tf_scan
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 2))])
+    def run(xs):
+        return _tf_scan.scan(lambda c, x: (c + x, c), tf.zeros((2,)), xs)
+
+    with pytest.raises(ValueError, match="static, positive leading length"):
+        run.get_concrete_function()
