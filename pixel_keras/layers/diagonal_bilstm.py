@@ -171,6 +171,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
             output_blocks=4,
             use_bias=False,
             kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
             name=name,
         )
 

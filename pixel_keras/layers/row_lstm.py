@@ -5,6 +5,7 @@ from keras import ops
 
 from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
 from pixel_keras.layers.scan import scan
+from pixel_keras.layers.shifting import shift
 
 
 def lstm_update(pre_activations, cell):
@@ -90,7 +91,11 @@ class RowLSTM(keras.layers.Layer):
     on row i left of j: this is the paper's Figure 4 (centre).
 
     The recurrence runs through `pixel_keras.layers.scan.scan` over rows
-    (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow).
+    (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow). Under a
+    mixed policy (`mixed_bfloat16`) the products stay in the compute dtype
+    while the gate nonlinearities and the cell state run in float32: the
+    cell sums over every row above, and on CPU TensorFlow's element-wise
+    kernels run faster in float32 than in bfloat16.
 
     Args:
         units: int, h, the number of state maps (>= `image_channels`).
@@ -157,6 +162,7 @@ class RowLSTM(keras.layers.Layer):
             output_blocks=4,
             use_bias=False,
             kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
             name="input_conv",
         )
 
@@ -182,17 +188,31 @@ class RowLSTM(keras.layers.Layer):
 
     def call(self, inputs):
         gates = bias_add(self.input_conv(inputs), self.bias)  # [B, H, W, 4h]
-        rows = ops.transpose(gates, (1, 0, 2, 3))  # [H, B, W, 4h]
-        zeros = ops.zeros_like(rows[0, :, :, : self.units])  # [B, W, h]
+        # The gates, the nonlinearities and the cell state run in float32
+        # (see the class docstring); the products in the compute dtype.
+        rows = ops.cast(ops.transpose(gates, (1, 0, 2, 3)), "float32")  # [H, B, W, 4h]
+        k, units = self.kernel_size, self.units
+        # The 1-D convolution over the row above as one matrix product of
+        # its k shifted copies side by side: [B, W, k*h] @ [k*h, 4h].
+        kernel = ops.cast(
+            ops.reshape(self.recurrent_kernel, (k * units, 4 * units)),
+            self.compute_dtype,
+        )
+        cell = ops.zeros_like(rows[0, :, :, :units])  # [B, W, h], float32
+        hidden = ops.cast(cell, self.compute_dtype)
 
         def step(state, row_gates):
             hidden, cell = state
-            # [B, W, h] -> [B, W, 4h]; unmasked, the whole row above is earlier.
-            recurrent = ops.conv(hidden, self.recurrent_kernel, padding="same")
+            # Tap t reads column j + t - k // 2, as a "same" convolution.
+            taps = ops.concatenate(
+                [shift(hidden, axis=1, amount=k // 2 - t) for t in range(k)], axis=-1
+            )
+            recurrent = ops.cast(ops.matmul(taps, kernel), "float32")
             hidden, cell = lstm_update(row_gates + recurrent, cell)
+            hidden = ops.cast(hidden, self.compute_dtype)
             return (hidden, cell), hidden
 
-        _, hidden = scan(step, (zeros, zeros), rows)  # [H, B, W, h]
+        _, hidden = scan(step, (hidden, cell), rows)  # [H, B, W, h]
         return ops.transpose(hidden, (1, 0, 2, 3))  # [B, H, W, h]
 
     def compute_output_shape(self, input_shape):

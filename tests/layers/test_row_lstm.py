@@ -99,6 +99,23 @@ def test_matches_numpy_oracle(units, k, in_maps, groups):
     np.testing.assert_allclose(got, numpy_row_lstm(layer, x), rtol=1e-4, atol=1e-5)
 
 
+def test_mixed_bfloat16_matches_float32_to_bfloat16_precision():
+    layer = RowLSTM(8, 3, image_channels=1)
+    x = random_inputs((2, 6, 5, 4), seed=4)
+    layer.build(x.shape)
+    randomize_weights(layer, seed=5)
+    want = numpy_row_lstm(layer, x)
+    mixed = RowLSTM(8, 3, image_channels=1, dtype="mixed_bfloat16")
+    mixed.build(x.shape)
+    for weight, value in zip(mixed.weights, layer.weights):
+        weight.assign(value)
+    got = mixed(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "bfloat16"
+    # Products in bfloat16 (8-bit mantissa), the cell state in float32.
+    got = keras.ops.convert_to_numpy(keras.ops.cast(got, "float32"))
+    np.testing.assert_allclose(got, want, atol=0.1)
+
+
 def test_compiled_call_matches_eager_call():
     inputs = keras.Input((4, 5, 6))
     model = keras.Model(inputs, RowLSTM(4, image_channels=3)(inputs))
