@@ -5,7 +5,6 @@ from keras import ops
 
 from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
 from pixel_keras.layers.scan import scan
-from pixel_keras.layers.shifting import shift
 
 
 def lstm_update(pre_activations, cell):
@@ -188,27 +187,31 @@ class RowLSTM(keras.layers.Layer):
 
     def call(self, inputs):
         gates = bias_add(self.input_conv(inputs), self.bias)  # [B, H, W, 4h]
-        # The gates, the nonlinearities and the cell state run in float32
-        # (see the class docstring); the products in the compute dtype.
-        rows = ops.cast(ops.transpose(gates, (1, 0, 2, 3)), "float32")  # [H, B, W, 4h]
+        rows = ops.transpose(gates, (1, 0, 2, 3))  # [H, B, W, 4h]
         k, units = self.kernel_size, self.units
+        width = inputs.shape[2]
         # The 1-D convolution over the row above as one matrix product of
         # its k shifted copies side by side: [B, W, k*h] @ [k*h, 4h].
         kernel = ops.cast(
             ops.reshape(self.recurrent_kernel, (k * units, 4 * units)),
             self.compute_dtype,
         )
-        cell = ops.zeros_like(rows[0, :, :, :units])  # [B, W, h], float32
-        hidden = ops.cast(cell, self.compute_dtype)
+        # The nonlinearities and the cell state run in float32 (see the
+        # class docstring); the products in the compute dtype.
+        cell = ops.cast(ops.zeros_like(rows[0, :, :, :units]), "float32")
+        hidden = ops.cast(cell, self.compute_dtype)  # [B, W, h]
 
         def step(state, row_gates):
             hidden, cell = state
-            # Tap t reads column j + t - k // 2, as a "same" convolution.
+            # "Same" padding; tap t reads column j + t - k // 2.
+            padded = ops.pad(hidden, [[0, 0], [k // 2, k // 2], [0, 0]])
+            size = (ops.shape(hidden)[0], width, units)
             taps = ops.concatenate(
-                [shift(hidden, axis=1, amount=k // 2 - t) for t in range(k)], axis=-1
-            )
-            recurrent = ops.cast(ops.matmul(taps, kernel), "float32")
-            hidden, cell = lstm_update(row_gates + recurrent, cell)
+                [ops.slice(padded, (0, t, 0), size) for t in range(k)], axis=-1
+            )  # [B, W, k*h]
+            recurrent = ops.matmul(taps, kernel)  # [B, W, 4h]
+            pre_activations = ops.cast(row_gates + recurrent, "float32")
+            hidden, cell = lstm_update(pre_activations, cell)
             hidden = ops.cast(hidden, self.compute_dtype)
             return (hidden, cell), hidden
 

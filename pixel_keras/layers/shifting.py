@@ -29,24 +29,12 @@ def crop(x, stop, axis):
     return ops.split(x, [stop], axis=axis)[0]
 
 
-def shift(x, axis, amount=1):
-    """`x` moved `amount` places along `axis`, zeros shifted in.
+def shift(x, axis):
+    """`x` moved one place along `axis`: entry r gets entry r - 1, entry 0 zeros.
 
-    Entry r gets entry r - amount (zero where that is out of range): with
-    `axis=1` on a `[B, H, ...]` map and `amount=1`, row r gets row r - 1,
-    how a causal layer lets row r see the row above it and nothing below.
-    A negative `amount` moves the other way.
+    With `axis=1` on a `[B, H, ...]` map, row r gets row r - 1: how a causal
+    layer lets row r see the row above it and nothing below.
     """
-    if amount == 0:
-        return x
     padding = [[0, 0]] * len(x.shape)
-    if amount > 0:
-        padding[axis] = [amount, 0]
-        return ops.pad(crop(x, -amount, axis), padding)
-    padding[axis] = [0, -amount]
-    length = x.shape[axis]
-    if length is None:
-        index = [slice(None)] * len(x.shape)
-        index[axis] = slice(-amount, None)
-        return ops.pad(x[tuple(index)], padding)
-    return ops.pad(ops.split(x, [-amount], axis=axis)[1], padding)
+    padding[axis] = [1, 0]
+    return ops.pad(crop(x, -1, axis), padding)
