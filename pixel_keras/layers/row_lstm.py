@@ -198,7 +198,7 @@ class RowLSTM(keras.layers.Layer):
         )
         # The nonlinearities and the cell state run in float32 (see the
         # class docstring); the products in the compute dtype.
-        cell = ops.cast(ops.zeros_like(rows[0, :, :, :units]), "float32")
+        cell = ops.zeros_like(rows[0, :, :, :units], dtype="float32")
         hidden = ops.cast(cell, self.compute_dtype)  # [B, W, h]
 
         def step(state, row_gates):
