@@ -116,6 +116,19 @@ def test_matches_numpy_oracle(kernel_size, mask_type, channels, maps, conditiona
         np.testing.assert_allclose(g, o, rtol=1e-4, atol=1e-5)
 
 
+def test_mixed_bfloat16_matches_numpy_oracle_to_bfloat16_precision():
+    layer = GatedBlock(P, 3, "B", image_channels=1, dtype="mixed_bfloat16")
+    v_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=5)
+    h_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=6)
+    outputs = layer(v_in, h_in)
+    want = oracle_block(layer, v_in, h_in)
+    for got, o in zip(outputs, want):
+        assert keras.backend.standardize_dtype(got.dtype) == "bfloat16"
+        # Products in bfloat16 (8-bit mantissa), the gates in float32.
+        got = keras.ops.convert_to_numpy(keras.ops.cast(got, "float32"))
+        np.testing.assert_allclose(got, o, atol=0.05)
+
+
 @pytest.mark.parametrize("with_conditions", [False, True])
 def test_output_shapes_and_weight_counts(with_conditions):
     p, n, c_in, d, s = P, 5, 3, 4, 2
