@@ -75,6 +75,19 @@ def resolve_policy(policy="auto"):
     return "mixed_bfloat16"
 
 
+def elementwise_dtype(compute_dtype):
+    """The dtype a layer's gate nonlinearities run in: at least float32.
+
+    Under a mixed policy the matrix products run in bfloat16, but
+    TensorFlow's bfloat16 element-wise CPU kernels (sigmoid, tanh, products
+    and their gradients) are about 3x slower than the float32 ones, and
+    float32 keeps the gates' mantissa. A 16-bit `compute_dtype` gives
+    "float32"; float32 or float64 is kept.
+    """
+    dtype = keras.backend.standardize_dtype(compute_dtype)
+    return "float32" if dtype in ("bfloat16", "float16") else dtype
+
+
 @contextlib.contextmanager
 def policy_scope(policy):
     """Sets Keras' global dtype policy to `policy` inside the block."""

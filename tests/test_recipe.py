@@ -98,6 +98,13 @@ def test_resolve_policy(monkeypatch):
         precision.resolve_policy("fp16")
 
 
+def test_elementwise_dtype_is_at_least_float32():
+    assert precision.elementwise_dtype("bfloat16") == "float32"
+    assert precision.elementwise_dtype("float16") == "float32"
+    assert precision.elementwise_dtype("float32") == "float32"
+    assert precision.elementwise_dtype("float64") == "float64"
+
+
 def test_policy_scope_restores_the_global_policy():
     before = keras.config.dtype_policy().name
     with precision.policy_scope("mixed_bfloat16"):

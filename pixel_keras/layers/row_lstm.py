@@ -5,6 +5,7 @@ from keras import ops
 
 from pixel_keras.layers.masked_conv2d import MaskedConv2D, bias_add
 from pixel_keras.layers.scan import scan
+from pixel_keras.precision import elementwise_dtype
 
 
 def lstm_update(pre_activations, cell):
@@ -92,9 +93,10 @@ class RowLSTM(keras.layers.Layer):
     The recurrence runs through `pixel_keras.layers.scan.scan` over rows
     (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow). Under a
     mixed policy (`mixed_bfloat16`) the products stay in the compute dtype
-    while the gate nonlinearities and the cell state run in float32: the
-    cell sums over every row above, and on CPU TensorFlow's element-wise
-    kernels run faster in float32 than in bfloat16.
+    while the gate nonlinearities and the cell state run in float32
+    (`pixel_keras.precision.elementwise_dtype`): the cell sums over every
+    row above, and on CPU TensorFlow's element-wise kernels run faster in
+    float32 than in bfloat16.
 
     Args:
         units: int, h, the number of state maps (>= `image_channels`).
@@ -196,9 +198,10 @@ class RowLSTM(keras.layers.Layer):
             ops.reshape(self.recurrent_kernel, (k * units, 4 * units)),
             self.compute_dtype,
         )
-        # The nonlinearities and the cell state run in float32 (see the
-        # class docstring); the products in the compute dtype.
-        cell = ops.zeros_like(rows[0, :, :, :units], dtype="float32")
+        # The nonlinearities and the cell state run in at least float32 (see
+        # the class docstring); the products in the compute dtype.
+        wide = elementwise_dtype(self.compute_dtype)
+        cell = ops.zeros_like(rows[0, :, :, :units], dtype=wide)
         hidden = ops.cast(cell, self.compute_dtype)  # [B, W, h]
 
         def step(state, row_gates):
@@ -210,7 +213,7 @@ class RowLSTM(keras.layers.Layer):
                 [ops.slice(padded, (0, t, 0), size) for t in range(k)], axis=-1
             )  # [B, W, k*h]
             recurrent = ops.matmul(taps, kernel)  # [B, W, 4h]
-            pre_activations = ops.cast(row_gates + recurrent, "float32")
+            pre_activations = ops.cast(row_gates + recurrent, wide)
             hidden, cell = lstm_update(pre_activations, cell)
             hidden = ops.cast(hidden, self.compute_dtype)
             return (hidden, cell), hidden

@@ -129,6 +129,19 @@ def test_mixed_bfloat16_matches_numpy_oracle_to_bfloat16_precision():
         np.testing.assert_allclose(got, o, atol=0.05)
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="JAX computes in float32 unless x64"
+)
+def test_float64_layer_is_not_narrowed():
+    layer = GatedBlock(P, 3, "B", image_channels=1, dtype="float64")
+    v_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=7).astype("float64")
+    h_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=8).astype("float64")
+    outputs = layer(v_in, h_in)
+    for got, o in zip(outputs, oracle_block(layer, v_in, h_in)):
+        assert keras.backend.standardize_dtype(got.dtype) == "float64"
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), o, rtol=1e-10)
+
+
 @pytest.mark.parametrize("with_conditions", [False, True])
 def test_output_shapes_and_weight_counts(with_conditions):
     p, n, c_in, d, s = P, 5, 3, 4, 2

@@ -116,6 +116,20 @@ def test_mixed_bfloat16_matches_float32_to_bfloat16_precision():
     np.testing.assert_allclose(got, want, atol=0.1)
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="JAX computes in float32 unless x64"
+)
+def test_float64_layer_is_not_narrowed():
+    layer = RowLSTM(8, 3, image_channels=1, dtype="float64")
+    x = random_inputs((2, 6, 5, 4), seed=6).astype("float64")
+    layer.build(x.shape)
+    randomize_weights(layer, seed=7)
+    got = layer(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "float64"
+    want = numpy_row_lstm(layer, x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-9)
+
+
 def test_compiled_call_matches_eager_call():
     inputs = keras.Input((4, 5, 6))
     model = keras.Model(inputs, RowLSTM(4, image_channels=3)(inputs))
