@@ -1556,6 +1556,30 @@ case(
 )
 case(
     T,
+    "verbose_3",
+    ValueError,
+    r'"auto", 0, 1 or 2',
+    r"verbose=3\b",
+    lambda c: train(c.tmp / "new", verbose=3),
+)
+case(
+    T,
+    "verbose_string",
+    ValueError,
+    r'"auto", 0, 1 or 2',
+    r"verbose='loud'",
+    lambda c: train(c.tmp / "new", verbose="loud"),
+)
+case(
+    T,
+    "verbose_bool",
+    ValueError,
+    r'"auto", 0, 1 or 2',
+    r"verbose=True\b",
+    lambda c: train(c.tmp / "new", verbose=True),
+)
+case(
+    T,
     "max_minutes_0",
     ValueError,
     r"> ?0",
@@ -1808,6 +1832,12 @@ cli_case(
     lambda c: train_argv(c.tmp / "r", batch_size=-1),
     r">= ?1",
     r"-1\b",
+)
+cli_case(
+    "train_verbose_3",
+    lambda c: train_argv(c.tmp / "r", verbose="3"),
+    r'"auto", 0, 1 or 2',
+    r"\b3\b",
 )
 cli_case(
     "train_unknown_model",

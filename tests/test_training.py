@@ -308,6 +308,25 @@ def test_train_smoke_checkpoint_resume(tmp_path, monkeypatch, capsys):
     assert done.history == {} and training.read_state(out)["epoch"] == 3
 
 
+def test_verbose_auto_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
+    """`train(verbose="auto")`: Keras' bar on a terminal; a log file gets one
+    line per epoch instead of a bar redrawn at every step."""
+    from pixel_keras.training import trainer
+
+    class Stdout:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.setattr(sys, "stdout", Stdout(True))
+    assert trainer._resolve_verbose("auto") == 1
+    monkeypatch.setattr(sys, "stdout", Stdout(False))
+    assert trainer._resolve_verbose("auto") == 2
+    assert [trainer._resolve_verbose(v) for v in (0, 1, 2)] == [0, 1, 2]
+
+
 @pytest.mark.tf_only
 def test_max_minutes_stops_after_the_epoch(tmp_path):
     out = str(tmp_path / "run")

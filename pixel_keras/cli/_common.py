@@ -80,6 +80,16 @@ def temperature(text):
         ) from None
 
 
+def verbosity(text):
+    """A verbosity: "auto", 0, 1 or 2 (`pixel_keras.training.train`'s `verbose`)."""
+    if text == "auto":
+        return text
+    value = _int(text)
+    if value not in (0, 1, 2):
+        raise argparse.ArgumentTypeError(f'must be "auto", 0, 1 or 2, got {text}')
+    return value
+
+
 # ---------------------------------------------------------------------------
 # A model from a checkpoint or a preset (evaluate, sample)
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pixel_keras.cli._common import (
     positive_float,
     positive_int,
     unit_interval,
+    verbosity,
 )
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")  # training.STRATEGIES
@@ -260,10 +261,10 @@ def _add_run_directory_options(p):
     )
     run_dir.add_argument(
         "--verbose",
-        type=int,
-        choices=(0, 1, 2),
-        default=1,
-        help="0 silent, 1 bar, 2 lines",
+        type=verbosity,
+        default="auto",
+        help="0 silent, 1 progress bar, 2 one line per epoch; auto: the bar "
+        "on a terminal, lines otherwise (auto)",
     )
 
 

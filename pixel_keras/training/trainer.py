@@ -10,6 +10,7 @@ builds the data (`_make_datasets`), writes `config.json`
 import dataclasses
 import math
 import os
+import sys
 import time
 
 import keras
@@ -131,7 +132,11 @@ def train(
             (of this call) has passed; None for no limit.
         keep_checkpoints: how many epoch checkpoints to keep (>= 1).
         data_dir: passed to `pixel_keras.data`.
-        verbose: `fit` verbosity ("auto", 0, 1, 2) and epoch lines.
+        verbose: 0 (silent), 1 (a progress bar per epoch, as `fit`) or 2
+            (one line per epoch), with the run's own lines (resume, epoch
+            results) unless 0; "auto" is 1 when standard output is a
+            terminal and 2 otherwise, so that a log file gets lines, not a
+            bar redrawn at every step.
         precision: "auto" (bfloat16 compute where the CPU has native
             bfloat16, else float32; `pixel_keras.precision`), "float32" or
             "mixed_bfloat16". Losses and log-probabilities are float32 in
@@ -184,6 +189,7 @@ def train(
         samples_per_epoch=samples_per_epoch,
         output_bias=output_bias,
     )
+    verbose = _resolve_verbose(verbose)
     info, model_config = _resolve_data(dataset, data_dir, preset, model_config)
     strategy = get_strategy(strategy)
     replicas = _check_replicas(strategy, batch_size)
@@ -342,6 +348,22 @@ def _check_train_arguments(
             f"`output_bias` must be one of {OUTPUT_BIAS_INITS}. "
             f"Received: output_bias={output_bias!r}"
         )
+
+
+def _resolve_verbose(verbose):
+    """`fit`'s verbosity from `train`'s `verbose` (see `train`)."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if (
+        not isinstance(verbose, int)
+        or isinstance(verbose, bool)
+        or verbose > 2
+        or verbose < 0
+    ):
+        raise ValueError(
+            f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose!r}'
+        )
+    return verbose
 
 
 def _resolve_data(dataset, data_dir, preset, model_config):
