@@ -265,7 +265,7 @@ class _Run:
     max_minutes: float | None
     samples_per_epoch: int
     keep_checkpoints: int
-    verbose: object
+    verbose: int
     start_time: float
 
 
