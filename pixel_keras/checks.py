@@ -31,6 +31,31 @@ TEMPERATURE_REQUIREMENT = (
 TEMPERATURE_RULE = f"`temperature` must be {TEMPERATURE_REQUIREMENT}."
 
 
+# `train --verbose` (`pixel_keras.training.train`'s `verbose`): 0 silent, 1
+# Keras' progress bar, 2 one line per epoch, "auto" the bar on a terminal
+# and lines otherwise (a log file gets no bar redrawn at every step).
+VERBOSE_REQUIREMENT = '"auto", 0, 1 or 2'
+
+
+def resolve_verbose(verbose):
+    """`fit`'s verbosity (0, 1 or 2) for `verbose`; "auto" looks at stdout.
+
+    Raises:
+        ValueError: `verbose` is not one of "auto", 0, 1, 2.
+    """
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if (
+        isinstance(verbose, bool)
+        or not isinstance(verbose, int)
+        or not 0 <= verbose <= 2
+    ):
+        raise ValueError(
+            f"`verbose` must be {VERBOSE_REQUIREMENT}. Received: verbose={verbose!r}"
+        )
+    return verbose
+
+
 def is_real_number(value):
     """True for Python and NumPy ints and floats; bools are not numbers here."""
     if isinstance(value, bool):

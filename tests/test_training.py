@@ -311,7 +311,7 @@ def test_train_smoke_checkpoint_resume(tmp_path, monkeypatch, capsys):
 def test_verbose_auto_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
     """`train(verbose="auto")`: Keras' bar on a terminal; a log file gets one
     line per epoch instead of a bar redrawn at every step."""
-    from pixel_keras.training import trainer
+    from pixel_keras import checks
 
     class Stdout:
         def __init__(self, tty):
@@ -321,10 +321,10 @@ def test_verbose_auto_is_a_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
             return self.tty
 
     monkeypatch.setattr(sys, "stdout", Stdout(True))
-    assert trainer._resolve_verbose("auto") == 1
+    assert checks.resolve_verbose("auto") == 1
     monkeypatch.setattr(sys, "stdout", Stdout(False))
-    assert trainer._resolve_verbose("auto") == 2
-    assert [trainer._resolve_verbose(v) for v in (0, 1, 2)] == [0, 1, 2]
+    assert checks.resolve_verbose("auto") == 2
+    assert [checks.resolve_verbose(v) for v in (0, 1, 2)] == [0, 1, 2]
 
 
 @pytest.mark.tf_only

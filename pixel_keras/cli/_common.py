@@ -81,13 +81,16 @@ def temperature(text):
 
 
 def verbosity(text):
-    """A verbosity: "auto", 0, 1 or 2 (`pixel_keras.training.train`'s `verbose`)."""
+    """A verbosity: `checks.resolve_verbose`'s rule ("auto" is kept as it is)."""
     if text == "auto":
         return text
     value = _int(text)
-    if value not in (0, 1, 2):
-        raise argparse.ArgumentTypeError(f'must be "auto", 0, 1 or 2, got {text}')
-    return value
+    try:
+        return checks.resolve_verbose(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be {checks.VERBOSE_REQUIREMENT}, got {text}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------

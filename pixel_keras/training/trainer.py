@@ -10,7 +10,6 @@ builds the data (`_make_datasets`), writes `config.json`
 import dataclasses
 import math
 import os
-import sys
 import time
 
 import keras
@@ -18,7 +17,7 @@ import numpy as np
 
 from pixel_keras import optimizers
 from pixel_keras import precision as precision_module
-from pixel_keras.checks import OUTPUT_BIAS_IMAGES, OUTPUT_BIAS_INITS
+from pixel_keras.checks import OUTPUT_BIAS_IMAGES, OUTPUT_BIAS_INITS, resolve_verbose
 from pixel_keras.losses import nats_to_bits_per_dim
 from pixel_keras.models.base import check_batch_size
 from pixel_keras.training.architecture import (
@@ -189,7 +188,7 @@ def train(
         samples_per_epoch=samples_per_epoch,
         output_bias=output_bias,
     )
-    verbose = _resolve_verbose(verbose)
+    verbose = resolve_verbose(verbose)
     info, model_config = _resolve_data(dataset, data_dir, preset, model_config)
     strategy = get_strategy(strategy)
     replicas = _check_replicas(strategy, batch_size)
@@ -348,22 +347,6 @@ def _check_train_arguments(
             f"`output_bias` must be one of {OUTPUT_BIAS_INITS}. "
             f"Received: output_bias={output_bias!r}"
         )
-
-
-def _resolve_verbose(verbose):
-    """`fit`'s verbosity from `train`'s `verbose` (see `train`)."""
-    if isinstance(verbose, str) and verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    if (
-        not isinstance(verbose, int)
-        or isinstance(verbose, bool)
-        or verbose > 2
-        or verbose < 0
-    ):
-        raise ValueError(
-            f'`verbose` must be "auto", 0, 1 or 2. Received: verbose={verbose!r}'
-        )
-    return verbose
 
 
 def _resolve_data(dataset, data_dir, preset, model_config):
