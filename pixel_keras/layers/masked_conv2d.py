@@ -278,7 +278,11 @@ class MaskedConv2D(keras.layers.Layer):
         kernel = self.masked_kernel()
         kh, kw = self.kernel_size
         if (kh, kw) == (1, 1):
-            outputs = ops.matmul(inputs, kernel[0, 0])
+            # A 1 x 1 convolution rather than a matrix product over the last
+            # axis: on CPU oneDNN's convolution, forward and backward, took
+            # 0-14% less time than TensorFlow's reshape + MatMul (benchmarks
+            # README).
+            outputs = ops.conv(inputs, kernel, padding="valid")
         else:
             # The mask zeroes every row below the centre (and, in a 1 x k
             # kernel, every column right of it): convolve with the part it
