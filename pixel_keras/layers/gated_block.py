@@ -54,7 +54,7 @@ stacks, V h for a vector h (a one-hot class, an embedding, ...) and a
 import keras
 from keras import ops
 
-from pixel_keras.layers.masked_conv2d import bias_add, build_mask
+from pixel_keras.layers.masked_conv2d import bias_add, build_mask, pointwise
 from pixel_keras.layers.shifting import shift
 from pixel_keras.precision import elementwise_dtype
 
@@ -341,12 +341,12 @@ class GatedBlock(keras.layers.Layer):
         # Vertical -> horizontal: shift down one row (row 0 gets zeros), so
         # row i of the horizontal stack gets vertical rows <= i - 1.
         shifted = shift(v, axis=1)
-        h = h + ops.matmul(shifted, self.vertical_to_horizontal_kernel)
+        h = h + pointwise(shifted, self.vertical_to_horizontal_kernel)
 
         vertical_out = self.gate(v)  # [B, H, W, p]
         gated = self.gate(h)  # [B, H, W, p], grouped like the image
         mask = ops.cast(self.output_mask, self.output_kernel.dtype)
-        out = bias_add(ops.matmul(gated, self.output_kernel * mask), self.output_bias)
+        out = bias_add(pointwise(gated, self.output_kernel * mask), self.output_bias)
         horizontal_out, skip = ops.split(out, [self.filters], axis=-1)
         if self.residual:
             horizontal_out = horizontal_out + horizontal
