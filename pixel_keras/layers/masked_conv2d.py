@@ -100,12 +100,13 @@ def pointwise(x, kernel):
 
     Args:
         x: `[B, H, W, in]`.
-        kernel: `[in, out]`.
+        kernel: `[in, out]`, or a 1 x 1 convolution kernel `[1, 1, in, out]`.
 
     Returns:
         `[B, H, W, out]`.
     """
-    return ops.conv(x, ops.reshape(kernel, (1, 1, *kernel.shape)), padding="valid")
+    kernel = ops.reshape(kernel, (1, 1, *kernel.shape[-2:]))
+    return ops.conv(x, kernel, padding="valid")
 
 
 @ops.custom_gradient
@@ -296,7 +297,7 @@ class MaskedConv2D(keras.layers.Layer):
         kernel = self.masked_kernel()
         kh, kw = self.kernel_size
         if (kh, kw) == (1, 1):
-            outputs = pointwise(inputs, kernel[0, 0])
+            outputs = pointwise(inputs, kernel)
         else:
             # The mask zeroes every row below the centre (and, in a 1 x k
             # kernel, every column right of it): convolve with the part it
