@@ -96,7 +96,11 @@ def pointwise(x, kernel):
     Computed as a 1 x 1 convolution: on CPU, oneDNN's convolution (forward
     and backward) took 0-14% less time than TensorFlow's reshape + MatMul on
     the PixelCNN preset's shapes (benchmarks README, "1 x 1 layers as
-    convolutions").
+    convolutions"). The kernel's gradient is one matrix product,
+    `x^T @ upstream` over the `B*H*W` positions, which took 13-54% less time
+    than the convolution's own filter gradient (`Conv2DBackpropFilter`) on
+    those shapes (benchmarks README, "The 1 x 1 kernels' gradient as a
+    matrix product").
 
     Args:
         x: `[B, H, W, in]`.
@@ -105,8 +109,25 @@ def pointwise(x, kernel):
     Returns:
         `[B, H, W, out]`.
     """
-    kernel = ops.reshape(kernel, (1, 1, *kernel.shape[-2:]))
-    return ops.conv(x, kernel, padding="valid")
+    return _pointwise(x, ops.reshape(kernel, (1, 1, *kernel.shape[-2:])))
+
+
+@ops.custom_gradient
+def _pointwise(x, kernel):
+    in_maps, out_maps = kernel.shape[-2:]
+
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        # The input's gradient: the convolution with the transposed kernel.
+        x_grad = ops.conv(upstream, ops.transpose(kernel, (0, 1, 3, 2)))
+        kernel_grad = ops.matmul(
+            ops.transpose(ops.reshape(x, (-1, in_maps))),
+            ops.reshape(upstream, (-1, out_maps)),
+        )
+        return x_grad, ops.reshape(kernel_grad, ops.shape(kernel))
+
+    return ops.conv(x, kernel, padding="valid"), grad
 
 
 @ops.custom_gradient

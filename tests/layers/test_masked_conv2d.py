@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pixel_keras.layers import MaskedConv2D, build_mask, channel_groups
+from pixel_keras.layers.masked_conv2d import pointwise
 
 
 def oracle_group(index, num_maps, num_groups):
@@ -170,3 +171,47 @@ def test_output_blocks_group_each_block_like_the_state():
     assert MaskedConv2D.from_config(layer.get_config()).output_blocks == 4
     with pytest.raises(ValueError, match="output_blocks"):
         MaskedConv2D(10, 3, image_channels=3, output_blocks=4)
+
+
+def _gradients(fn, *args):
+    """Gradients of `sum(sin(fn(*args)))` w.r.t. every arg, on either backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        args = [tf.convert_to_tensor(a) for a in args]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            loss = tf.reduce_sum(tf.sin(fn(*args)))
+        return [g.numpy() for g in tape.gradient(loss, args)]
+    import jax
+
+    return [
+        np.asarray(g)
+        for g in jax.grad(
+            lambda *a: keras.ops.sum(keras.ops.sin(fn(*a))),
+            argnums=tuple(range(len(args))),
+        )(*args)
+    ]
+
+
+@pytest.mark.parametrize("kernel_shape", [(6, 4), (1, 1, 6, 4)])
+def test_pointwise_value_and_gradients_equal_a_plain_convolution(kernel_shape):
+    # `pointwise` writes its kernel gradient as one matrix product.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3, 6)).astype("float32")
+    kernel = rng.normal(size=kernel_shape).astype("float32")
+
+    def plain(x, kernel):
+        return keras.ops.conv(x, keras.ops.reshape(kernel, (1, 1, 6, 4)))
+
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pointwise(x, kernel)),
+        keras.ops.convert_to_numpy(plain(x, kernel)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    ours = _gradients(pointwise, x, kernel)
+    reference = _gradients(plain, x, kernel)
+    assert ours[1].shape == kernel_shape
+    for a, b in zip(ours, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
