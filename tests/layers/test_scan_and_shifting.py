@@ -91,3 +91,55 @@ def test_tf_scan_rejects_unknown_length():
 
     with pytest.raises(ValueError, match="static, positive leading length"):
         run.get_concrete_function()
+
+
+def test_scan_gradients_equal_an_unrolled_loop():
+    # The TensorFlow scan pops its inputs off a tensor list; its gradients
+    # (inputs, carry, captured weights) must be those of a plain loop.
+    rng = np.random.default_rng(0)
+    xs = (
+        rng.normal(size=(5, 3, 4)).astype("float32"),
+        rng.normal(size=(5, 2)).astype("float32"),
+    )
+    init = rng.normal(size=(3, 4)).astype("float32")
+    weights = rng.normal(size=(4, 4)).astype("float32")
+
+    def loss(scan_fn, a, b, init, weights):
+        def step(carry, x):
+            row, scale = x
+            carry = ops.tanh(ops.matmul(carry, weights) + row) * ops.sum(scale)
+            return carry, (2.0 * carry, ops.sum(carry, axis=-1))
+
+        carry, (doubled, sums) = scan_fn(step, init, (a, b))
+        return ops.sum(doubled**2) + ops.sum(ops.sin(sums)) + ops.sum(carry)
+
+    def unrolled(step, carry, xs):
+        outputs = []
+        for i in range(xs[0].shape[0]):
+            carry, y = step(carry, (xs[0][i], xs[1][i]))
+            outputs.append(y)
+        return carry, tuple(ops.stack(parts) for parts in zip(*outputs))
+
+    args = (*xs, init, weights)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def gradients(scan_fn):
+            tensors = [tf.convert_to_tensor(a) for a in args]
+            with tf.GradientTape() as tape:
+                tape.watch(tensors)
+                value = loss(scan_fn, *tensors)
+            return value, tape.gradient(value, tensors)
+    else:
+        import jax
+
+        def gradients(scan_fn):
+            return jax.value_and_grad(
+                lambda *a: loss(scan_fn, *a), argnums=(0, 1, 2, 3)
+            )(*args)
+
+    value, grads = gradients(scan)
+    expected_value, expected_grads = gradients(unrolled)
+    np.testing.assert_allclose(float(value), float(expected_value), rtol=1e-5)
+    for ours, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(want), rtol=1e-4, atol=1e-5)
