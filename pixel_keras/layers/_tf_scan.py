@@ -7,7 +7,7 @@ def scan(step, init, xs):
     """See `pixel_keras.layers.scan.scan`.
 
     The inputs are read by popping them off the back of a reversed tensor
-    list that the loop carries (`TensorListPopBack`), not by index from a
+    list (`TensorListScatterV2`, no reversed copy) that the loop carries (`TensorListPopBack`), not by index from a
     `TensorArray`: the gradient of a pop is a push onto the gradient's list,
     while the gradient of an indexed read sets one element of a new list that
     is then added to the accumulated one, element by element, every step (a
@@ -30,8 +30,13 @@ def scan(step, init, xs):
     element_shapes = [
         tf.constant([-1 if d is None else d for d in s], tf.int32) for s in shapes
     ]
+    # Element i of x at position length - 1 - i: the list reversed, without
+    # a reversed copy of x (the gradient gathers the same way back).
+    backwards = tf.range(length - 1, -1, -1)
     lists = [
-        tf.raw_ops.TensorListFromTensor(tensor=tf.reverse(x, [0]), element_shape=e)
+        tf.raw_ops.TensorListScatterV2(
+            tensor=x, indices=backwards, element_shape=e, num_elements=length
+        )
         for x, e in zip(xs_flat, element_shapes)
     ]
 
