@@ -188,8 +188,11 @@ class RowLSTM(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        gates = bias_add(self.input_conv(inputs), self.bias)  # [B, H, W, 4h]
-        rows = ops.transpose(gates, (1, 0, 2, 3))  # [H, B, W, 4h]
+        # Rows first before the input-to-state convolution, which runs along
+        # W only (rows never mix): transposing its input moves half the bytes
+        # that transposing its 4h gate maps would.
+        rows = ops.transpose(inputs, (1, 0, 2, 3))  # [H, B, W, maps]
+        rows = bias_add(self.input_conv(rows), self.bias)  # [H, B, W, 4h]
         k, units = self.kernel_size, self.units
         width = inputs.shape[2]
         # The 1-D convolution over the row above as one matrix product of
