@@ -6,16 +6,18 @@ import tensorflow as tf
 def scan(step, init, xs):
     """See `pixel_keras.layers.scan.scan`.
 
-    The inputs are read by popping them off the back of a reversed tensor
-    list (`TensorListScatterV2`, no reversed copy) that the loop carries (`TensorListPopBack`), not by index from a
-    `TensorArray`: the gradient of a pop is a push onto the gradient's list,
-    while the gradient of an indexed read sets one element of a new list that
-    is then added to the accumulated one, element by element, every step (a
-    full-size add of each step's input per step; 8-10% of a Row LSTM
-    training step on CPU). The first step runs before the loop, which gives
-    the outputs' dtypes and shapes for their `TensorArray`s; a
-    `tf.while_loop` runs the rest, with the carry as loop variables (no
-    per-step `TensorArray` for it).
+    The inputs are popped off the back of a reversed tensor list that the
+    loop carries (`TensorListPopBack`; the list is built reversed by
+    `TensorListScatterV2`, with no reversed copy of the inputs), not read by
+    index from a `TensorArray`. The gradient of a pop is a push onto the
+    gradient's list. The gradient of an indexed read is a new list with one
+    element set, added element by element to the list accumulated over the
+    steps, which starts as zeros: a full-size add per step (about a tenth of
+    a Row LSTM training step's op time on CPU, benchmarks README).
+
+    The first step runs before the loop, which gives the outputs' dtypes and
+    shapes for their `TensorArray`s; a `tf.while_loop` runs the rest, with
+    the carry as loop variables (no per-step `TensorArray` for it).
     """
     xs_flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(xs)]
     length = xs_flat[0].shape[0]

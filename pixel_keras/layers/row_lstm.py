@@ -189,8 +189,8 @@ class RowLSTM(keras.layers.Layer):
 
     def call(self, inputs):
         # Rows first before the input-to-state convolution, which runs along
-        # W only (rows never mix): transposing its input moves half the bytes
-        # that transposing its 4h gate maps would.
+        # W only (rows never mix), so the transpose moves the input's maps
+        # (2h in the PixelRNN models) instead of the 4h gate maps.
         rows = ops.transpose(inputs, (1, 0, 2, 3))  # [H, B, W, maps]
         rows = bias_add(self.input_conv(rows), self.bias)  # [H, B, W, 4h]
         k, units = self.kernel_size, self.units
