@@ -3,8 +3,54 @@
 import tensorflow as tf
 
 
-def scan(step, init, xs):
+def scan(step, init, xs, batch_splits=1):
     """See `pixel_keras.layers.scan.scan`.
+
+    With `batch_splits > 1` the batch is split into that many parts (sizes
+    computed at run time, so an unknown batch works; a part may be empty),
+    each part runs its own loop (`_scan`), and the results are concatenated
+    back. TensorFlow's executor runs the independent loops side by side.
+    """
+    if batch_splits == 1:
+        return _scan(step, init, xs)
+    init_flat = [tf.convert_to_tensor(c) for c in tf.nest.flatten(init)]
+    xs_flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(xs)]
+    batch = tf.shape(init_flat[0])[0]
+    sizes = tf.stack(
+        [
+            (i + 1) * batch // batch_splits - i * batch // batch_splits
+            for i in range(batch_splits)
+        ]
+    )
+    init_parts = [tf.split(c, sizes, axis=0, num=batch_splits) for c in init_flat]
+    xs_parts = [tf.split(x, sizes, axis=1, num=batch_splits) for x in xs_flat]
+    results = [
+        _scan(
+            step,
+            tf.nest.pack_sequence_as(init, [p[i] for p in init_parts]),
+            tf.nest.pack_sequence_as(xs, [p[i] for p in xs_parts]),
+        )
+        for i in range(batch_splits)
+    ]
+    carries = [tf.nest.flatten(carry) for carry, _ in results]
+    ys = [tf.nest.flatten(y) for _, y in results]
+    static_batch = init_flat[0].shape[0]  # None when unknown
+    carry = []
+    for parts, like in zip(zip(*carries), init_flat):
+        carry.append(tf.concat(parts, axis=0))
+        carry[-1].set_shape(like.shape)
+    y = []
+    for parts in zip(*ys):
+        y.append(tf.concat(parts, axis=1))
+        y[-1].set_shape([parts[0].shape[0], static_batch, *parts[0].shape[2:]])
+    return (
+        tf.nest.pack_sequence_as(results[0][0], carry),
+        tf.nest.pack_sequence_as(results[0][1], y),
+    )
+
+
+def _scan(step, init, xs):
+    """One loop over all of `xs` (see `scan`).
 
     The inputs are popped off the back of a reversed tensor list that the
     loop carries (`TensorListPopBack`; the list is built reversed by

@@ -91,7 +91,11 @@ class RowLSTM(keras.layers.Layer):
     on row i left of j: this is the paper's Figure 4 (centre).
 
     The recurrence runs through `pixel_keras.layers.scan.scan` over rows
-    (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow). Under a
+    (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow). On
+    TensorFlow it runs as `batch_splits` (4) independent loops, each over a
+    quarter of the batch, which TensorFlow runs side by side: smaller
+    per-row ops, and two cores busy (benchmarks README, "Independent loops
+    over parts of the batch"). Under a
     mixed policy (`mixed_bfloat16`) the products stay in the compute dtype
     while the gate nonlinearities and the cell state run in float32
     (`pixel_keras.precision.elementwise_dtype`): the cell sums over every
@@ -221,8 +225,13 @@ class RowLSTM(keras.layers.Layer):
             hidden = ops.cast(hidden, self.compute_dtype)
             return (hidden, cell), hidden
 
-        _, hidden = scan(step, (hidden, cell), rows)  # [H, B, W, h]
+        _, hidden = scan(step, (hidden, cell), rows, batch_splits=self.batch_splits)
         return ops.transpose(hidden, (1, 0, 2, 3))  # [B, H, W, h]
+
+    # Independent loops over parts of the batch (`scan`'s `batch_splits`;
+    # TensorFlow only), see the class docstring. Not a constructor argument:
+    # it changes how fast the layer runs, not what it computes.
+    batch_splits = 4
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 
-def scan(step, init, xs):
+def scan(step, init, xs, batch_splits=1):
     """Loops `carry, y = step(carry, x)` over the leading axis of `xs`.
 
     Args:
@@ -24,12 +24,21 @@ def scan(step, init, xs):
             (same structure), `y` any structure of tensors.
         init: the first carry, a nest of tensors.
         xs: a nest of tensors with the same static leading length n.
+        batch_splits: int; on TensorFlow, run this many independent loops,
+            each over a part of the batch (axis 0 of every `init` and `y`
+            leaf, axis 1 of every `xs` leaf), which TensorFlow runs side by
+            side; the results are the same when `step` treats the batch
+            entries independently. Ignored on other backends.
 
     Returns:
         `(final carry, ys)`, `ys` shaped like `y` with a leading axis n.
     """
+    if not isinstance(batch_splits, int) or batch_splits < 1:
+        raise ValueError(
+            f"`batch_splits` must be a positive int. Received: batch_splits={batch_splits!r}"
+        )
     if keras.backend.backend() == "tensorflow":
         from pixel_keras.layers import _tf_scan
 
-        return _tf_scan.scan(step, init, xs)
+        return _tf_scan.scan(step, init, xs, batch_splits)
     return ops.scan(step, init, xs)

@@ -143,3 +143,44 @@ def test_scan_gradients_equal_an_unrolled_loop():
     np.testing.assert_allclose(float(value), float(expected_value), rtol=1e-5)
     for ours, want in zip(grads, expected_grads):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="batch_splits is TensorFlow's"
+)
+@pytest.mark.parametrize("batch, known", [(5, True), (5, False), (2, False)])
+def test_batch_splits_give_the_same_values_and_gradients(batch, known):
+    # Independent loops over parts of the batch (some empty when the batch
+    # is smaller than the number of parts), a batch known or not when traced.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    xs = tf.constant(rng.normal(size=(4, batch, 3)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(3, 3)).astype("float32"))
+
+    def step(carry, x):
+        carry = tf.tanh(tf.matmul(carry, weights) + x)
+        return carry, 2.0 * carry
+
+    def run(splits):
+        spec = tf.TensorSpec((4, batch if known else None, 3))
+
+        @tf.function(input_signature=[spec])
+        def f(xs):
+            with tf.GradientTape() as tape:
+                tape.watch([xs, weights])
+                init = tf.zeros_like(xs[0])
+                carry, ys = scan(step, init, xs, batch_splits=splits)
+                loss = tf.reduce_sum(tf.sin(ys)) + tf.reduce_sum(carry**2)
+            assert ys.shape.as_list() == [4, batch if known else None, 3]
+            return [carry, ys, *tape.gradient(loss, [xs, weights])]
+
+        return [t.numpy() for t in f(xs)]
+
+    for ours, want in zip(run(3), run(1)):
+        np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_splits_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="batch_splits"):
+        scan(lambda c, x: (c, x), ops.zeros((2,)), ops.zeros((3, 2)), batch_splits=0)
