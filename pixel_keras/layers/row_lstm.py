@@ -94,13 +94,14 @@ class RowLSTM(keras.layers.Layer):
     (`keras.ops.scan` on JAX, a `tf.while_loop` on TensorFlow). On
     TensorFlow it runs as `batch_splits` (4) independent loops, each over a
     quarter of the batch, which TensorFlow runs side by side: smaller
-    per-row ops, and two cores busy (benchmarks README, "Independent loops
-    over parts of the batch"). Under a
-    mixed policy (`mixed_bfloat16`) the products stay in the compute dtype
-    while the gate nonlinearities and the cell state run in float32
-    (`pixel_keras.precision.elementwise_dtype`): the cell sums over every
-    row above, and on CPU TensorFlow's element-wise kernels run faster in
-    float32 than in bfloat16.
+    per-row ops, and more cores busy (benchmarks README, "Independent loops
+    over parts of the batch").
+
+    Under a mixed policy (`mixed_bfloat16`) the products stay in the
+    compute dtype while the gate nonlinearities and the cell state run in
+    float32 (`pixel_keras.precision.elementwise_dtype`): the cell sums over
+    every row above, and on CPU TensorFlow's element-wise kernels run faster
+    in float32 than in bfloat16.
 
     Args:
         units: int, h, the number of state maps (>= `image_channels`).
