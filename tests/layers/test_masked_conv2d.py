@@ -6,6 +6,7 @@ import pytest
 
 from pixel_keras.layers import MaskedConv2D, build_mask, channel_groups
 from pixel_keras.layers.masked_conv2d import pointwise
+from gradient_helpers import value_and_gradients  # tests/layers/, on sys.path under pytest
 
 
 def oracle_group(index, num_maps, num_groups):
@@ -173,27 +174,6 @@ def test_output_blocks_group_each_block_like_the_state():
         MaskedConv2D(10, 3, image_channels=3, output_blocks=4)
 
 
-def _gradients(fn, *args):
-    """Gradients of `sum(sin(fn(*args)))` w.r.t. every arg, on either backend."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        args = [tf.convert_to_tensor(a) for a in args]
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            loss = tf.reduce_sum(tf.sin(fn(*args)))
-        return [g.numpy() for g in tape.gradient(loss, args)]
-    import jax
-
-    return [
-        np.asarray(g)
-        for g in jax.grad(
-            lambda *a: keras.ops.sum(keras.ops.sin(fn(*a))),
-            argnums=tuple(range(len(args))),
-        )(*args)
-    ]
-
-
 @pytest.mark.parametrize("kernel_shape", [(6, 4), (1, 1, 6, 4)])
 def test_pointwise_value_and_gradients_equal_a_plain_convolution(kernel_shape):
     # `pointwise` writes its kernel gradient as one matrix product.
@@ -210,8 +190,12 @@ def test_pointwise_value_and_gradients_equal_a_plain_convolution(kernel_shape):
         rtol=1e-5,
         atol=1e-5,
     )
-    ours = _gradients(pointwise, x, kernel)
-    reference = _gradients(plain, x, kernel)
+
+    def loss(fn):
+        return lambda x, kernel: keras.ops.sum(keras.ops.sin(fn(x, kernel)))
+
+    _, ours = value_and_gradients(loss(pointwise), x, kernel)
+    _, reference = value_and_gradients(loss(plain), x, kernel)
     assert ours[1].shape == kernel_shape
     for a, b in zip(ours, reference):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -5,6 +5,7 @@ from keras import ops
 
 from pixel_keras.layers.scan import scan
 from pixel_keras.layers.shifting import crop, shift
+from gradient_helpers import value_and_gradients  # tests/layers/, on sys.path under pytest
 
 
 def test_crop_matches_slicing():
@@ -31,20 +32,10 @@ def test_crop_and_shift_gradients_match_slicing():
     np.testing.assert_allclose(
         ops.convert_to_numpy(shift(x, axis=1) * weights), reference
     )
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(shift(x, axis=1) * weights)
-        grad = tape.gradient(loss, x).numpy()
-    else:
-        import jax
-
-        grad = jax.grad(lambda v: (shift(v, axis=1) * weights).sum())(x)
+    _, (grad,) = value_and_gradients(lambda v: ops.sum(shift(v, axis=1) * weights), x)
     expected = np.zeros((2, 4, 3), "float32")
     expected[:, :-1] = ops.convert_to_numpy(weights)[:, 1:]
-    np.testing.assert_allclose(np.asarray(grad), expected)
+    np.testing.assert_allclose(grad, expected)
 
 
 def test_scan_outputs_need_not_be_the_carry():
@@ -121,28 +112,13 @@ def test_scan_gradients_equal_an_unrolled_loop():
         return carry, tuple(ops.stack(parts) for parts in zip(*outputs))
 
     args = (*xs, init, weights)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        def gradients(scan_fn):
-            tensors = [tf.convert_to_tensor(a) for a in args]
-            with tf.GradientTape() as tape:
-                tape.watch(tensors)
-                value = loss(scan_fn, *tensors)
-            return value, tape.gradient(value, tensors)
-    else:
-        import jax
-
-        def gradients(scan_fn):
-            return jax.value_and_grad(
-                lambda *a: loss(scan_fn, *a), argnums=(0, 1, 2, 3)
-            )(*args)
-
-    value, grads = gradients(scan)
-    expected_value, expected_grads = gradients(unrolled)
-    np.testing.assert_allclose(float(value), float(expected_value), rtol=1e-5)
+    value, grads = value_and_gradients(lambda *a: loss(scan, *a), *args)
+    expected_value, expected_grads = value_and_gradients(
+        lambda *a: loss(unrolled, *a), *args
+    )
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
     for ours, want in zip(grads, expected_grads):
-        np.testing.assert_allclose(np.asarray(ours), np.asarray(want), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(
