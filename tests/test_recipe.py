@@ -1,5 +1,5 @@
 """The training recipe and the speed levers: fused NLL, bits/dim from the loss,
-the bias gradient as a matrix product, bfloat16 precision, the optimizer
+bfloat16 precision, the optimizer
 (warm-up/cosine schedule, clipping, a warmed-up weight average)."""
 
 import json
@@ -13,7 +13,6 @@ import pytest
 from keras import ops
 
 from pixel_keras import losses, optimizers, precision, zoo
-from pixel_keras.layers.masked_conv2d import bias_add
 
 
 def _images(model, n, seed=0):
@@ -30,34 +29,6 @@ def test_nll_equals_log_softmax_gather():
     expected = -np.take_along_axis(log_probs, images[..., None], -1).sum((1, 2, 3, 4))
     got = ops.convert_to_numpy(losses.nll_per_image(images, logits))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
-
-
-def test_bias_add_value_and_gradients_equal_a_plain_add():
-    rng = np.random.RandomState(1)
-    x = rng.normal(size=(2, 3, 4, 5)).astype("float32")
-    b = rng.normal(size=(5,)).astype("float32")
-    w = rng.normal(size=(2, 3, 4, 5)).astype("float32")
-    np.testing.assert_allclose(ops.convert_to_numpy(bias_add(x, b)), x + b, rtol=1e-6)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        xt, bt = tf.constant(x), tf.constant(b)
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch([xt, bt])
-            ours = tf.reduce_sum(bias_add(xt, bt) * w)
-            plain = tf.reduce_sum((xt + bt) * w)
-        for a, c in zip(tape.gradient(ours, [xt, bt]), tape.gradient(plain, [xt, bt])):
-            np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-5)
-    else:
-        import jax
-
-        def f(fn):
-            return jax.grad(lambda x, b: (fn(x, b) * w).sum(), argnums=(0, 1))(x, b)
-
-        for a, c in zip(f(bias_add), f(lambda x, b: x + b)):
-            np.testing.assert_allclose(
-                np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-5
-            )
 
 
 def test_default_metric_is_bits_per_dim_derived_from_the_loss():

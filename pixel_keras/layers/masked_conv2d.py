@@ -83,7 +83,8 @@ def bias_add(x, bias):
     about 7x slower than the same sum written as a matrix product
     `ones[1, B*H*W] @ upstream[B*H*W, maps]`, which is what this uses (same
     value; profiled on the 256-way output convolution, the single largest
-    reduction of a training step).
+    reduction of a training step; in bfloat16 one such product per image,
+    see `_sum_over_positions`).
     """
     # A tensor, not a variable (TensorFlow's custom gradients would then ask
     # for the variables' gradients separately), in the compute dtype.
@@ -96,8 +97,9 @@ def pointwise(x, kernel):
     Computed as a 1 x 1 convolution: on CPU, oneDNN's convolution (forward
     and backward) took 0-14% less time than TensorFlow's reshape + MatMul on
     the PixelCNN preset's shapes (benchmarks README, "1 x 1 layers as
-    convolutions"). The kernel's gradient is one matrix product,
-    `x^T @ upstream` over the `B*H*W` positions, which took 13-54% less time
+    convolutions"). The kernel's gradient is a matrix product,
+    `x^T @ upstream` over the `B*H*W` positions (in bfloat16 one per image,
+    see `_sum_over_positions`), which took 13-54% less time
     than the convolution's own filter gradient (`Conv2DBackpropFilter`) on
     those shapes (benchmarks README, "The 1 x 1 kernels' gradient as a
     matrix product").
@@ -114,17 +116,12 @@ def pointwise(x, kernel):
 
 @ops.custom_gradient
 def _pointwise(x, kernel):
-    in_maps, out_maps = kernel.shape[-2:]
-
     def grad(*args, upstream=None):
         if upstream is None:
             (upstream,) = args
         # The input's gradient: the convolution with the transposed kernel.
         x_grad = ops.conv(upstream, ops.transpose(kernel, (0, 1, 3, 2)))
-        kernel_grad = ops.matmul(
-            ops.transpose(ops.reshape(x, (-1, in_maps))),
-            ops.reshape(upstream, (-1, out_maps)),
-        )
+        kernel_grad = _sum_over_positions(x, upstream)
         return x_grad, ops.reshape(kernel_grad, ops.shape(kernel))
 
     return ops.conv(x, kernel, padding="valid"), grad
@@ -137,11 +134,43 @@ def _bias_add(x, bias):
     def grad(*args, upstream=None):
         if upstream is None:
             (upstream,) = args
-        flat = ops.reshape(upstream, (-1, maps))  # [B*H*W, maps]
-        ones = ops.ones((1, ops.shape(flat)[0]), dtype=flat.dtype)
-        return upstream, ops.reshape(ops.matmul(ones, flat), (maps,))
+        return upstream, ops.reshape(_sum_over_positions(None, upstream), (maps,))
 
     return x + bias, grad
+
+
+def _sum_over_positions(x, upstream):
+    """`sum_p x[p]^T @ upstream[p]` over every position `p` of the leading axes.
+
+    The gradient of `x @ kernel` over the last axis: `[in, out]` from `x`
+    `[..., in]` and `upstream` `[..., out]`; with `x=None` (a column of ones)
+    the gradient of a bias, `[1, out]`. Written as matrix products, not
+    reductions (see `bias_add`). In bfloat16, with the axes after the first
+    known, it is one product per index of the first axis (per image), summed
+    in float32: on CPU oneDNN's bfloat16 product over all `B*H*W` positions at
+    once, with its huge inner dimension, took 13-25% (kernels) and 25-35%
+    (biases) longer than these batched products on the models' shapes; in
+    float32 the two forms are even, so float32 keeps the single product
+    (benchmarks README, "The kernel and bias gradients per image").
+    """
+    out_maps = upstream.shape[-1]
+    rest = upstream.shape[1:-1]
+    dtype = keras.backend.standardize_dtype(upstream.dtype)
+    if dtype == "bfloat16" and len(rest) and all(d is not None for d in rest):
+        rows = int(np.prod(rest))
+        upstream = ops.reshape(upstream, (-1, rows, out_maps))
+        if x is None:
+            left = ops.ones((1, 1, rows), dtype=dtype)
+        else:
+            left = ops.transpose(ops.reshape(x, (-1, rows, x.shape[-1])), (0, 2, 1))
+        products = ops.cast(ops.matmul(left, upstream), "float32")
+        return ops.cast(ops.sum(products, axis=0), dtype)
+    upstream = ops.reshape(upstream, (-1, out_maps))  # [B*H*W, out]
+    if x is None:
+        left = ops.ones((1, ops.shape(upstream)[0]), dtype=upstream.dtype)
+    else:
+        left = ops.transpose(ops.reshape(x, (-1, x.shape[-1])))
+    return ops.matmul(left, upstream)
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")

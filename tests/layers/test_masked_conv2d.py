@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pixel_keras.layers import MaskedConv2D, build_mask, channel_groups
-from pixel_keras.layers.masked_conv2d import pointwise
+from pixel_keras.layers.masked_conv2d import bias_add, pointwise
 from gradient_helpers import value_and_gradients  # tests/layers/, on sys.path under pytest
 
 
@@ -174,28 +174,64 @@ def test_output_blocks_group_each_block_like_the_state():
         MaskedConv2D(10, 3, image_channels=3, output_blocks=4)
 
 
+# bfloat16 takes another code path for the gradients (one product per image,
+# summed in float32): compared with float32 on the same bfloat16 numbers.
+DTYPES = ["float32", "bfloat16"]
+
+
+def _close_to_float32(ours, reference, dtype):
+    """Asserts arrays match: 1e-4 in float32, 3% of the largest in bfloat16."""
+    for a, b in zip(ours, reference):
+        a, b = np.asarray(a, "float32"), np.asarray(b, "float32")
+        if dtype == "float32":
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        else:
+            np.testing.assert_allclose(a, b, rtol=0, atol=0.03 * np.abs(b).max())
+
+
+def _loss(fn, w):
+    """A scalar of `fn`'s output whose upstream gradient varies per element."""
+    return lambda *args: keras.ops.sum(fn(*args) * keras.ops.cast(w, "float32"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel_shape", [(6, 4), (1, 1, 6, 4)])
-def test_pointwise_value_and_gradients_equal_a_plain_convolution(kernel_shape):
-    # `pointwise` writes its kernel gradient as one matrix product.
+def test_pointwise_value_and_gradients_equal_a_plain_convolution(kernel_shape, dtype):
+    # `pointwise` writes its kernel gradient as a matrix product.
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 5, 3, 6)).astype("float32")
-    kernel = rng.normal(size=kernel_shape).astype("float32")
+    x = rng.normal(size=(2, 5, 3, 6)).astype(dtype)
+    kernel = rng.normal(size=kernel_shape).astype(dtype)
+    w = rng.normal(size=(2, 5, 3, 4)).astype("float32")
 
     def plain(x, kernel):
+        x, kernel = keras.ops.cast(x, "float32"), keras.ops.cast(kernel, "float32")
         return keras.ops.conv(x, keras.ops.reshape(kernel, (1, 1, 6, 4)))
 
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(pointwise(x, kernel)),
-        keras.ops.convert_to_numpy(plain(x, kernel)),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    def ours(x, kernel):
+        return keras.ops.cast(pointwise(x, kernel), "float32")
 
-    def loss(fn):
-        return lambda x, kernel: keras.ops.sum(keras.ops.sin(fn(x, kernel)))
+    _close_to_float32([ours(x, kernel)], [plain(x, kernel)], dtype)
+    _, got = value_and_gradients(_loss(ours, w), x, kernel)
+    _, want = value_and_gradients(_loss(plain, w), x, kernel)
+    assert got[1].shape == kernel_shape
+    _close_to_float32(got, want, dtype)
 
-    _, ours = value_and_gradients(loss(pointwise), x, kernel)
-    _, reference = value_and_gradients(loss(plain), x, kernel)
-    assert ours[1].shape == kernel_shape
-    for a, b in zip(ours, reference):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_add_value_and_gradients_equal_a_plain_add(dtype):
+    # `bias_add` writes the bias gradient as a matrix product.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 3, 4, 5)).astype(dtype)
+    b = rng.normal(size=(5,)).astype(dtype)
+    w = rng.normal(size=(2, 3, 4, 5)).astype("float32")
+
+    def plain(x, b):
+        return keras.ops.cast(x, "float32") + keras.ops.cast(b, "float32")
+
+    def ours(x, b):
+        return keras.ops.cast(bias_add(x, b), "float32")
+
+    _close_to_float32([ours(x, b)], [plain(x, b)], dtype)
+    _, got = value_and_gradients(_loss(ours, w), x, b)
+    _, want = value_and_gradients(_loss(plain, w), x, b)
+    _close_to_float32(got, want, dtype)
