@@ -147,11 +147,12 @@ def _sum_over_positions(x, upstream):
     the gradient of a bias, `[1, out]`. Written as matrix products, not
     reductions (see `bias_add`). In bfloat16, with the axes after the first
     known, it is one product per index of the first axis (per image; per row
-    for the Row LSTM's rows-first input), summed in float32: on CPU oneDNN's bfloat16 product over all `B*H*W` positions at
-    once, with its huge inner dimension, took 13-25% (kernels) and 25-35%
-    (biases) longer than these batched products on the models' shapes; in
-    float32 the two forms are even, so float32 keeps the single product
-    (benchmarks README, "The kernel and bias gradients per image").
+    for the Row LSTM's rows-first input), summed in float32: on CPU oneDNN's
+    bfloat16 product over all `B*H*W` positions at once, with its huge inner
+    dimension, took 13-25% (kernels) and 25-35% (biases) longer than these
+    batched products on the models' shapes; in float32 the two forms are
+    even, so float32 keeps the single product (benchmarks README, "The kernel
+    and bias gradients per image").
     """
     out_maps = upstream.shape[-1]
     rest = upstream.shape[1:-1]
