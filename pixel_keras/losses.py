@@ -22,9 +22,16 @@ def nll_per_image(images, logits):
         images: integer tensor `[B, H, W, C]` with values in `[0, K - 1]`.
         logits: float tensor `[B, H, W, C, K]`.
     """
-    # One fused op on TensorFlow (softmax cross-entropy with integer targets:
-    # no log-softmax tensor kept for the backward pass, no scatter of the
-    # gather's gradient); always in float32, whatever the compute dtype.
+    # Always in float32, whatever the compute dtype. On TensorFlow, one
+    # XLA-compiled kernel for the forward pass and one for the gradient
+    # (`pixel_keras._tf_fused`: the logits are read once, no float32 copy of
+    # them is made); elsewhere one fused op (softmax cross-entropy with
+    # integer targets: no log-softmax tensor kept for the backward pass, no
+    # scatter of the gather's gradient).
+    if keras.backend.backend() == "tensorflow":
+        from pixel_keras import _tf_fused
+
+        return _tf_fused.nll_per_image(images, logits)
     nll = ops.sparse_categorical_crossentropy(
         ops.cast(images, "int32"), ops.cast(logits, "float32"), from_logits=True
     )

@@ -31,6 +31,53 @@ def test_nll_equals_log_softmax_gather():
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+@pytest.mark.tf_only
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_nll_gradient_is_softmax_minus_one_hot(dtype):
+    # On TensorFlow the NLL and its gradient are XLA-compiled kernels
+    # (`pixel_keras._tf_fused`) with a hand-written gradient.
+    import tensorflow as tf
+
+    rng = np.random.RandomState(1)
+    logits = tf.cast(rng.normal(size=(3, 4, 5, 2, 7)).astype("float32") * 3, dtype)
+    images = rng.randint(0, 7, (3, 4, 5, 2))
+    weights = rng.uniform(0.5, 2.0, size=3).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        nll = losses.nll_per_image(images, logits)
+        loss = tf.reduce_sum(nll * weights)
+    grad = tape.gradient(loss, logits)
+    assert nll.dtype == tf.float32 and grad.dtype == logits.dtype
+    z = np.asarray(tf.cast(logits, "float64"))
+    softmax = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    one_hot = np.eye(7)[images]
+    want = (softmax - one_hot) * weights[:, None, None, None, None]
+    expected = -np.take_along_axis(
+        np.log(softmax), images[..., None], -1
+    ).sum((1, 2, 3, 4))
+    got = np.asarray(tf.cast(grad, "float64"))
+    if dtype == "float32":
+        np.testing.assert_allclose(nll, expected, rtol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    else:
+        # The loss in float32 from the bfloat16 logits; the gradient rounded
+        # to bfloat16 once.
+        np.testing.assert_allclose(nll, expected, rtol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("bad", [-1, 7])
+def test_nll_rejects_images_out_of_range(bad):
+    import tensorflow as tf
+
+    logits = np.zeros((1, 2, 2, 1, 7), "float32")
+    images = np.zeros((1, 2, 2, 1), "int32")
+    images[0, 1, 0, 0] = bad
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_levels - 1"):
+        losses.nll_per_image(images, logits)
+
+
 def test_default_metric_is_bits_per_dim_derived_from_the_loss():
     model = zoo.load("test_pixelcnn", weights=False)
     x = _images(model, 8)

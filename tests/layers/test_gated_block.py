@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from pixel_keras.layers import GatedBlock, build_mask, channel_groups
+from gradient_helpers import value_and_gradients  # tests/layers/, on sys.path under pytest
 
 
 def weights_of(layer):
@@ -127,6 +128,60 @@ def test_mixed_bfloat16_matches_numpy_oracle_to_bfloat16_precision():
         # Products in bfloat16 (8-bit mantissa), the gates in float32.
         got = keras.ops.convert_to_numpy(keras.ops.cast(got, "float32"))
         np.testing.assert_allclose(got, o, atol=0.05)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+def test_gate_value_and_gradient_match_numpy(dtype, training):
+    # With training=True on TensorFlow the gate is the XLA-fused forward and
+    # hand-written gradient of `_tf_fused.gate`; otherwise plain ops.
+    if dtype == "float64" and keras.backend.backend() == "jax":
+        pytest.skip("JAX computes in float32 unless x64")
+    layer = GatedBlock(P, 3, "B", image_channels=1)
+    x = random_maps((BATCH, HEIGHT, WIDTH, 2 * P), seed=11)
+    w = random_maps((BATCH, HEIGHT, WIDTH, P), seed=12)
+    x = keras.ops.convert_to_numpy(keras.ops.cast(x, dtype))
+    value, (grad,) = value_and_gradients(
+        lambda x: keras.ops.sum(
+            keras.ops.cast(layer.gate(x, training=training), "float32") * w
+        ),
+        x,
+    )
+    x64 = np.asarray(x, "float64")
+    a, b = x64[..., :P], x64[..., P:]
+    want_value = np.sum(np.tanh(a) * sigmoid(b) * w)
+    want_grad = np.concatenate(
+        [
+            w * sigmoid(b) * (1.0 - np.tanh(a) ** 2),
+            w * np.tanh(a) * sigmoid(b) * (1.0 - sigmoid(b)),
+        ],
+        axis=-1,
+    )
+    assert grad.dtype == x.dtype
+    grad = np.asarray(grad, "float64")
+    if dtype == "bfloat16":
+        # The product and the gradient are rounded to bfloat16 once each.
+        np.testing.assert_allclose(value, want_value, atol=0.01 * np.abs(w).sum())
+        np.testing.assert_allclose(grad, want_grad, rtol=0.01, atol=1e-3)
+    else:
+        np.testing.assert_allclose(value, want_value, rtol=1e-5)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_training_outputs_equal_inference_outputs(dtype):
+    layer = GatedBlock(P, 5, "B", image_channels=3, dtype=dtype)
+    v_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=13)
+    h_in = random_maps((BATCH, HEIGHT, WIDTH, P), seed=14)
+    inference = layer(v_in, h_in, training=False)
+    training = layer(v_in, h_in, training=True)
+    for got, want in zip(training, inference):
+        got = keras.ops.convert_to_numpy(keras.ops.cast(got, "float32"))
+        want = keras.ops.convert_to_numpy(keras.ops.cast(want, "float32"))
+        if dtype == "float32":
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_allclose(got, want, atol=0.02 * np.abs(want).max())
 
 
 @pytest.mark.skipif(
