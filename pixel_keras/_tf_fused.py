@@ -3,7 +3,7 @@
 TensorFlow runs every element-wise op of a graph as its own CPU kernel, each
 reading and writing a whole tensor. Compiling the whole model with XLA is
 slower on CPU (its convolutions and matrix products are not oneDNN's), so
-only two chains are compiled here, each as one `tf.function(jit_compile=True)`
+only three chains are compiled here, each as one `tf.function(jit_compile=True)`
 for the forward pass and one for the gradient, joined by
 `tf.custom_gradient`; the convolutions and matrix products around them stay
 on TensorFlow's oneDNN kernels.
@@ -20,14 +20,20 @@ on TensorFlow's oneDNN kernels.
   forward pass, and the backward pass scales it by the upstream gradient
   and casts it back. Here the forward pass reads the logits once and keeps
   `softmax - one_hot` in the logits' dtype; the backward pass scales it.
+- `lstm_update`: the Diagonal BiLSTM's LSTM update inside its loop, under a
+  16-bit policy (its state stays bfloat16; TensorFlow's bfloat16
+  element-wise kernels are the slow ones). The sum of the two
+  pre-activation terms, the gates and the cell in float32; the gradient
+  recomputes them from the step's inputs.
 
 Both compute in float32 (or wider) whatever the input dtype, as the
 `keras.ops` versions do (`pixel_keras.layers.GatedBlock.gate`,
 `pixel_keras.losses.nll_per_image`); the results agree to rounding
-(tests/layers/test_gated_block.py, tests/test_recipe.py). The gate is used
-in training only (`training=True`), so inference, sampling and exported
-SavedModels hold no XLA-compiled functions; exported models compute
-log-likelihoods through `pixel_keras.distributions`, not this loss.
+(tests/layers/test_gated_block.py, tests/test_recipe.py,
+tests/layers/test_diagonal_bilstm.py). The gate and the LSTM update are
+used in training only (`training=True`), so inference, sampling and
+exported SavedModels hold no XLA-compiled functions; exported models
+compute log-likelihoods through `pixel_keras.distributions`, not this loss.
 """
 
 import tensorflow as tf
@@ -118,3 +124,65 @@ def nll_per_image(images, logits):
         return value, lambda upstream: _nll_backward(grad, upstream)
 
     return nll(logits)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _lstm_forward(gates, recurrent, cell, hidden_dtype):
+    dtype = elementwise_dtype(cell.dtype)
+    pre = tf.cast(gates, dtype) + tf.cast(recurrent, dtype)
+    o, f, i, g = tf.split(pre, 4, axis=-1)
+    new_cell = tf.sigmoid(f) * tf.cast(cell, dtype) + tf.sigmoid(i) * tf.tanh(g)
+    hidden = tf.sigmoid(o) * tf.tanh(new_cell)
+    return tf.cast(hidden, hidden_dtype), tf.cast(new_cell, cell.dtype)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _lstm_backward(gates, recurrent, cell, d_hidden, d_cell):
+    dtype = elementwise_dtype(cell.dtype)
+    pre = tf.cast(gates, dtype) + tf.cast(recurrent, dtype)
+    o, f, i, g = tf.split(pre, 4, axis=-1)
+    o, f, i, g = tf.sigmoid(o), tf.sigmoid(f), tf.sigmoid(i), tf.tanh(g)
+    cell_dtype = cell.dtype
+    cell = tf.cast(cell, dtype)
+    tanh_cell = tf.tanh(f * cell + i * g)
+    d_hidden = tf.cast(d_hidden, dtype)
+    # h = o tanh(c'), c' = f c + i g: the cell's total gradient first.
+    d_new_cell = tf.cast(d_cell, dtype) + d_hidden * o * (1.0 - tanh_cell * tanh_cell)
+    d_pre = tf.concat(
+        [
+            d_hidden * tanh_cell * o * (1.0 - o),
+            d_new_cell * cell * f * (1.0 - f),
+            d_new_cell * g * i * (1.0 - i),
+            d_new_cell * i * (1.0 - g * g),
+        ],
+        axis=-1,
+    )
+    return (
+        tf.cast(d_pre, gates.dtype),
+        tf.cast(d_pre, recurrent.dtype),
+        tf.cast(d_new_cell * f, cell_dtype),
+    )
+
+
+def lstm_update(gates, recurrent, cell, hidden_dtype):
+    """One LSTM update from two summands of the `[o, f, i, g]` pre-activations.
+
+    `pixel_keras.layers.row_lstm.lstm_update` of `gates + recurrent` and
+    `cell`, computed in `elementwise_dtype(cell.dtype)` (the sum included).
+    Returns `(hidden in hidden_dtype, cell in cell.dtype)`.
+    """
+
+    @tf.custom_gradient
+    def update(gates, recurrent, cell):
+        hidden, new_cell = _lstm_forward(gates, recurrent, cell, hidden_dtype)
+
+        def grad(d_hidden, d_cell):
+            if d_hidden is None:
+                d_hidden = tf.zeros_like(hidden)
+            if d_cell is None:
+                d_cell = tf.zeros_like(new_cell)
+            return _lstm_backward(gates, recurrent, cell, d_hidden, d_cell)
+
+        return (hidden, new_cell), grad
+
+    return update(gates, recurrent, cell)

@@ -8,7 +8,9 @@ from pixel_keras.layers import (
     skew,
     unskew,
 )
+from pixel_keras.layers.row_lstm import lstm_update
 from pixel_keras.testing import check_causality, input_gradient
+from gradient_helpers import value_and_gradients  # tests/layers/, on sys.path under pytest
 from recurrent_helpers import (  # tests/layers/, on sys.path under pytest
     for_backend,
     probe_model,
@@ -144,6 +146,70 @@ def test_matches_numpy_oracle(units, shape, groups):
     randomize_weights(layer, seed=3)
     got = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(got, numpy_diagonal_bilstm(layer, x), rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_bfloat16_training_matches_inference_and_numpy():
+    # Under a 16-bit policy, training on TensorFlow runs the LSTM update as
+    # XLA-fused kernels (float32 inside); inference runs it in bfloat16.
+    layer = DiagonalBiLSTM(4, image_channels=3, dtype="mixed_bfloat16")
+    x = random_inputs((2, 5, 3, 7), seed=4)
+    layer.build(x.shape)
+    randomize_weights(layer, seed=5)
+    w = random_inputs((2, 5, 3, 4), seed=6)
+    want = numpy_diagonal_bilstm(layer, x)
+    grads = {}
+    for training in (False, True):
+        y = keras.ops.cast(layer(x, training=training), "float32")
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(y), want, atol=0.05)
+
+        def loss(x, training=training):
+            y = keras.ops.cast(layer(x, training=training), "float32")
+            return keras.ops.sum(y * w)
+
+        _, (grads[training],) = value_and_gradients(loss, x)
+    scale = np.abs(grads[False]).max()
+    np.testing.assert_allclose(grads[True], grads[False], atol=0.03 * scale)
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("cell_dtype", ["float32", "bfloat16"])
+def test_fused_lstm_update_matches_lstm_update(cell_dtype):
+    import tensorflow as tf
+
+    from pixel_keras import _tf_fused
+
+    rng = np.random.default_rng(7)
+    gates, recurrent = (
+        tf.constant(rng.normal(size=(3, 5, 8)).astype("float32")) for _ in range(2)
+    )
+    cell = tf.cast(rng.normal(size=(3, 5, 2)).astype("float32"), cell_dtype)
+    w_h, w_c = (rng.normal(size=(3, 5, 2)).astype("float32") for _ in range(2))
+
+    def plain(gates, recurrent, cell):
+        hidden, new_cell = lstm_update(gates + recurrent, tf.cast(cell, "float32"))
+        return hidden, new_cell
+
+    def fused(gates, recurrent, cell):
+        hidden, new_cell = _tf_fused.lstm_update(gates, recurrent, cell, "float32")
+        assert new_cell.dtype == cell.dtype
+        return hidden, tf.cast(new_cell, "float32")
+
+    results = []
+    for fn in (plain, fused):
+        args = [gates, recurrent, cell]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            hidden, new_cell = fn(*args)
+            loss = tf.reduce_sum(hidden * w_h) + tf.reduce_sum(new_cell * w_c)
+        grads = tape.gradient(loss, args)
+        assert grads[2].dtype == cell.dtype
+        results.append([hidden, new_cell, *grads])
+    for got, want in zip(results[1], results[0]):
+        got, want = (np.asarray(tf.cast(t, "float32")) for t in (got, want))
+        if cell_dtype == "float32":
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_allclose(got, want, atol=0.01 * np.abs(want).max())
 
 
 def test_compiled_call_matches_eager_call():
