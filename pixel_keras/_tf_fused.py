@@ -3,7 +3,7 @@
 TensorFlow runs every element-wise op of a graph as its own CPU kernel, each
 reading and writing a whole tensor. Compiling the whole model with XLA is
 slower on CPU (its convolutions and matrix products are not oneDNN's), so
-only three chains are compiled here, each as one `tf.function(jit_compile=True)`
+only four chains are compiled here, each as one `tf.function(jit_compile=True)`
 for the forward pass and one for the gradient, joined by
 `tf.custom_gradient`; the convolutions and matrix products around them stay
 on TensorFlow's oneDNN kernels.
@@ -20,20 +20,28 @@ on TensorFlow's oneDNN kernels.
   forward pass, and the backward pass scales it by the upstream gradient
   and casts it back. Here the forward pass reads the logits once and keeps
   `softmax - one_hot` in the logits' dtype; the backward pass scales it.
+- `relu`: `pixel_keras.layers.ReLU`'s training pass (a PixelCNN has three
+  per residual block); the gradient selects by the output's sign.
 - `lstm_update`: the Diagonal BiLSTM's LSTM update inside its loop, under a
   16-bit policy (its state stays bfloat16; TensorFlow's bfloat16
   element-wise kernels are the slow ones). The sum of the two
   pre-activation terms, the gates and the cell in float32; the gradient
   recomputes them from the step's inputs.
 
-Both compute in float32 (or wider) whatever the input dtype, as the
+They compute in float32 (or wider) whatever the input dtype, as the
 `keras.ops` versions do (`pixel_keras.layers.GatedBlock.gate`,
-`pixel_keras.losses.nll_per_image`); the results agree to rounding
-(tests/layers/test_gated_block.py, tests/test_recipe.py,
-tests/layers/test_diagonal_bilstm.py). The gate and the LSTM update are
-used in training only (`training=True`), so inference, sampling and
-exported SavedModels hold no XLA-compiled functions; exported models
-compute log-likelihoods through `pixel_keras.distributions`, not this loss.
+`pixel_keras.losses.nll_per_image`, `pixel_keras.layers.row_lstm.lstm_update`),
+and agree with them to rounding (tests/layers/test_gated_block.py,
+tests/test_recipe.py, tests/layers/test_diagonal_bilstm.py,
+tests/layers/test_relu.py).
+
+The layers use the gate, the ReLU and the LSTM update only in training under
+a 16-bit policy (`pixel_keras.precision.use_fused_kernels`; in float32
+TensorFlow's own kernels measured as fast or faster), so inference,
+sampling and exported SavedModels hold no XLA-compiled functions. The loss
+is fused on TensorFlow in every dtype (faster in float32 too); exported
+models compute log-likelihoods through `pixel_keras.distributions`, not
+through it.
 """
 
 import tensorflow as tf
@@ -186,3 +194,20 @@ def lstm_update(gates, recurrent, cell, hidden_dtype):
         return (hidden, new_cell), grad
 
     return update(gates, recurrent, cell)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _relu_forward(x):
+    return tf.nn.relu(x)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _relu_backward(y, upstream):
+    return tf.where(y > 0, upstream, tf.zeros_like(upstream))
+
+
+@tf.custom_gradient
+def relu(x):
+    """`max(x, 0)`; the gradient passes where the output is positive."""
+    y = _relu_forward(x)
+    return y, lambda upstream: _relu_backward(y, upstream)

@@ -11,3 +11,6 @@ __all__ += ["RowLSTM", "DiagonalBiLSTM", "skew", "unskew"]
 from pixel_keras.layers.gated_block import GatedBlock  # noqa: E402
 
 __all__ += ["GatedBlock"]
+from pixel_keras.layers.relu import ReLU  # noqa: E402
+
+__all__ += ["ReLU"]

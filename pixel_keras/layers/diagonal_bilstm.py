@@ -12,33 +12,7 @@ from pixel_keras.layers.row_lstm import (
 )
 from pixel_keras.layers.scan import scan
 from pixel_keras.layers.shifting import crop, shift
-from pixel_keras.precision import elementwise_dtype
-
-
-def _fused_lstm_update(training, compute_dtype):
-    """The XLA-fused LSTM update for training, or None for the plain ops.
-
-    Under a 16-bit compute dtype on TensorFlow, training runs
-    `pixel_keras._tf_fused.lstm_update(column, recurrent, cell, dtype)`: the
-    sum, the gates and the cell update computed in float32 inside one
-    XLA-compiled kernel (and its gradient in another), rounded back to the
-    compute dtype. The plain ops run them in bfloat16, where TensorFlow's
-    CPU kernels are slow; the Diagonal BiLSTM preset's forward and backward
-    pass ran 1.13-1.16x faster this way (benchmarks README). In float32 the
-    plain ops are faster (the fused kernels measured 0.91x), and so they
-    were for the Row LSTM (0.96-1.01x), whose gates already run in float32.
-    Inference, sampling and export always use the plain ops.
-    """
-    if (
-        training
-        and keras.backend.backend() == "tensorflow"
-        and elementwise_dtype(compute_dtype)
-        != keras.backend.standardize_dtype(compute_dtype)
-    ):
-        from pixel_keras import _tf_fused
-
-        return _tf_fused.lstm_update
-    return None
+from pixel_keras.precision import use_fused_kernels
 
 
 def skew(x):
@@ -133,7 +107,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
     dtype: float32 cells (as `RowLSTM` keeps) measured no faster here, the
     casts costing what TensorFlow's faster float32 element-wise kernels save
     at 32 maps. In training on TensorFlow the update itself is computed in
-    float32 inside XLA-fused kernels (`_fused_lstm_update`).
+    float32 inside XLA-fused kernels (`pixel_keras._tf_fused`).
 
     Receptive field: output (r, c) depends on the input map at every
     position of the rows above (left-to-right: columns <= c; shifted
@@ -259,7 +233,16 @@ class DiagonalBiLSTM(keras.layers.Layer):
             for kernel in (self.recurrent_kernel, self.reverse_recurrent_kernel)
         )
 
-        fused = _fused_lstm_update(training, self.compute_dtype)
+        # In bfloat16 training on TensorFlow: the sum, the gates and the cell
+        # update in float32 inside one XLA-compiled kernel (and the gradient
+        # in another), rounded back to the compute dtype. Not for the Row
+        # LSTM, whose gates already run in float32: there it measured
+        # 0.96-1.01x (benchmarks README).
+        fused = None
+        if use_fused_kernels(training, self.compute_dtype):
+            from pixel_keras import _tf_fused
+
+            fused = _tf_fused.lstm_update
 
         def step(states, column_gates):
             new_states = []

@@ -56,7 +56,7 @@ from keras import ops
 
 from pixel_keras.layers.masked_conv2d import bias_add, build_mask, pointwise
 from pixel_keras.layers.shifting import shift
-from pixel_keras.precision import elementwise_dtype
+from pixel_keras.precision import elementwise_dtype, use_fused_kernels
 
 
 @keras.saving.register_keras_serializable(package="pixel_keras")
@@ -78,9 +78,10 @@ class GatedBlock(keras.layers.Layer):
 
     Under a mixed dtype policy the convolutions run in the compute dtype and
     the gate (tanh, sigmoid and their product) in float32
-    (`pixel_keras.precision.elementwise_dtype`). In training on TensorFlow
-    the gate and its gradient are each one XLA-compiled element-wise kernel
-    (`pixel_keras._tf_fused`); the rest of the layer is not compiled.
+    (`pixel_keras.precision.elementwise_dtype`). In training under such a
+    policy on TensorFlow the gate and its gradient are each one XLA-compiled
+    element-wise kernel (`pixel_keras._tf_fused`); the rest of the layer is
+    not compiled.
 
     The vertical pre-activation fed to the horizontal stack already includes
     the condition terms (a choice: the paper draws no conditioning in its
@@ -108,9 +109,9 @@ class GatedBlock(keras.layers.Layer):
         condition: optional float tensor `[B, D]`, the vector h.
         condition_map: optional float tensor `[B, H, W, S]`, the map s.
         Conditions given on the first call must be given on every call.
-        training: bool or None; on TensorFlow, `True` runs the gates as
-            XLA-fused kernels (the same numbers to rounding, faster to
-            train), anything else as plain ops.
+        training: bool or None; `True` under a 16-bit policy on
+            TensorFlow runs the gates as XLA-fused kernels (the same numbers
+            to rounding, faster to train), anything else as plain ops.
 
     Returns:
         Tuple `(vertical, horizontal, skip)`, each `[B, H, W, filters]`.
@@ -296,11 +297,12 @@ class GatedBlock(keras.layers.Layer):
     def gate(self, x, training=False):
         """tanh(first half) * sigmoid(second half), `[.., 2p]` -> `[.., p]`.
 
-        With `training=True` on TensorFlow the chain and its gradient are
-        two XLA-compiled element-wise kernels
+        In training under a 16-bit policy on TensorFlow
+        (`pixel_keras.precision.use_fused_kernels`) the chain and its
+        gradient are two XLA-compiled element-wise kernels
         (`pixel_keras._tf_fused.gate`, the same numbers to rounding).
         """
-        if training and keras.backend.backend() == "tensorflow":
+        if use_fused_kernels(training, x.dtype):
             from pixel_keras import _tf_fused
 
             return _tf_fused.gate(x)

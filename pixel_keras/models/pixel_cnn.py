@@ -30,6 +30,7 @@ from keras import ops
 
 import pixel_keras.models.caching as caching
 from pixel_keras.layers.masked_conv2d import MaskedConv2D
+from pixel_keras.layers.relu import ReLU
 from pixel_keras.models.base import AutoregressiveImageModel
 from pixel_keras.models.registry import register
 
@@ -99,9 +100,9 @@ def output_stack(x, image_shape, num_levels, output_maps, name):
         image_channels=channels,
         name=f"{name}_out_conv_2",
     )
-    x = keras.layers.ReLU(name=f"{name}_out_relu_1")(x)
+    x = ReLU(name=f"{name}_out_relu_1")(x)
     x = conv_1(x)
-    x = keras.layers.ReLU(name=f"{name}_out_relu_2")(x)
+    x = ReLU(name=f"{name}_out_relu_2")(x)
     x = conv_2(x)
     # Map c*K + k belongs to channel group c (see `channel_groups`).
     logits = keras.layers.Reshape((*image_shape, num_levels), name=f"{name}_logits")(x)
@@ -154,11 +155,11 @@ def _residual_stack(x, num_residual_blocks, hidden_maps, kernel_size, channels, 
             ),
         )
         residual_blocks.append(convs)
-        y = keras.layers.ReLU(name=f"{prefix}_relu_1")(x)
+        y = ReLU(name=f"{prefix}_relu_1")(x)
         y = convs[0](y)
-        y = keras.layers.ReLU(name=f"{prefix}_relu_2")(y)
+        y = ReLU(name=f"{prefix}_relu_2")(y)
         y = convs[1](y)
-        y = keras.layers.ReLU(name=f"{prefix}_relu_3")(y)
+        y = ReLU(name=f"{prefix}_relu_3")(y)
         y = convs[2](y)
         x = keras.layers.Add(name=f"{prefix}_add")([x, y])
     return x, residual_blocks
