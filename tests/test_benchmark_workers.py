@@ -3,7 +3,8 @@
 Until 2026-12-05 the worker for an old commit imported any module its
 checkout lacked (`pixel_keras.precision`) from the editable install of the
 current checkout, through setuptools' finder on `sys.meta_path`, so the old
-side silently trained in bfloat16. These tests pin the guard against that.
+side silently trained in bfloat16. These tests pin the guard against that,
+and the options of `train_throughput.py --isolate` (one worker per model).
 """
 
 import importlib.util
@@ -68,3 +69,31 @@ def test_check_package_root_names_a_module_from_another_checkout(
     monkeypatch.setitem(sys.modules, stray.__name__, stray)
     with pytest.raises(common.WorkerError, match="pixel_keras.precision_elsewhere"):
         common.check_package_root()
+
+
+@pytest.fixture
+def train_throughput(common, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    monkeypatch.setitem(sys.modules, "_common", common)
+    spec = importlib.util.spec_from_file_location(
+        "_bench_train_throughput",
+        os.path.join(ROOT, "benchmarks", "train_throughput.py"),
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_isolate_runs_one_process_per_model(train_throughput):
+    args = train_throughput.parse_args(["--models", "gated,tfp_pixelcnn", "--isolate"])
+    assert args.isolate and args.models == ["gated", "tfp_pixelcnn"]
+    assert train_throughput.setup(args, {})["processes"] == "one per model"
+    default = train_throughput.parse_args(["--models", "gated"])
+    assert train_throughput.setup(default, {})["processes"] == "one"
+
+
+def test_isolate_and_compare_exclude_each_other(train_throughput, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_throughput.parse_args(["--isolate", "--compare", "HEAD"])
+    assert exit_info.value.code == 2
+    assert "--isolate and --compare exclude each other" in capsys.readouterr().err
