@@ -61,6 +61,7 @@ To add a model: a zoo preset goes into `PRESETS`; anything else gets a
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -556,11 +557,14 @@ def run_in_process(args, images, labels):
     # processes hits all of them; the median round is reported.
     # Process CPU time (all threads) is reported too: it moves less than wall
     # time when other processes share the cores.
-    rounds = {name: [] for name in runners}
-    for round_index in range(args.repeats):
-        for name, runner in runners.items():
-            rounds[name].append(timed_round(runner, args.steps))
-            log(f"{name}: round {round_index}: {_round_text(rounds[name][-1])}")
+    rounds = alternate_rounds(
+        {name: [] for name in runners},
+        {
+            name: functools.partial(timed_round, runner, args.steps)
+            for name, runner in runners.items()
+        },
+        args.repeats,
+    )
 
     images_per_round = args.steps * args.batch_size
     for name, runner in runners.items():
@@ -597,22 +601,46 @@ def run_isolated(args, images, labels):
                     continue
                 info = {k: built[name][k] for k in ("build_s", "warmup_s")}
                 log(f"{name}: built and warmed up {info}")
-            rounds = {name: [] for name in built}
-            for round_index in range(args.repeats):
-                for name in built:
-                    rounds[name].append(workers[name].request("round", steps=args.steps))
-                    log(f"{name}: round {round_index}: {_round_text(rounds[name][-1])}")
+            rounds = alternate_rounds(
+                {name: [] for name in built},
+                {
+                    name: functools.partial(
+                        workers[name].request, "round", steps=args.steps
+                    )
+                    for name in built
+                },
+                args.repeats,
+            )
     images_per_round = args.steps * args.batch_size
     for name, reply in built.items():
         results[name] = {
             **_common.summarize_side(rounds[name], images_per_round, args.steps),
             **{
                 k: reply[k]
-                for k in ("num_params", "preset", "config", "trainer", "build_s")
+                for k in (
+                    "num_params",
+                    "preset",
+                    "config",
+                    "trainer",
+                    "build_s",
+                    "warmup_s",
+                )
             },
-            "warmup_s": reply["warmup_s"],
         }
     return {name: results[name] for name in args.models if name in results}
+
+
+def alternate_rounds(rounds, run_round, repeats, label=str):
+    """`repeats` rounds of every `run_round[key]()`, keys alternating.
+
+    Appends each round's timings to `rounds[key]` as it ends (so a caller
+    that catches an error keeps the rounds done) and logs it.
+    """
+    for round_index in range(repeats):
+        for key, run in run_round.items():
+            rounds[key].append(run())
+            log(f"{label(key)}: round {round_index}: {_round_text(rounds[key][-1])}")
+    return rounds
 
 
 def timed_round(runner, steps):
@@ -696,15 +724,17 @@ def compare_model(spec, args, roots, data_path):
         out["trainer"] = built["current"]["trainer"]
         rounds = {side: [] for side in SIDES}
         try:
-            for round_index in range(args.repeats):
-                for side in SIDES:  # current first in every pair
-                    rounds[side].append(
-                        workers[side].request("round", steps=args.steps)
+            alternate_rounds(
+                rounds,
+                {  # current first in every pair
+                    side: functools.partial(
+                        workers[side].request, "round", steps=args.steps
                     )
-                    log(
-                        f"{name} {side}: round {round_index}: "
-                        f"{_round_text(rounds[side][-1])}"
-                    )
+                    for side in SIDES
+                },
+                args.repeats,
+                label=lambda side: f"{name} {side}",
+            )
         except _common.WorkerError as e:
             return {**out, "error": str(e), "rounds_done": rounds}
     images_per_round = args.steps * args.batch_size
