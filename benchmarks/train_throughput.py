@@ -581,12 +581,9 @@ def run_in_process(args, images, labels):
 
 def run_isolated(args, images, labels):
     """Every model in its own worker process, rounds alternating between them."""
-    import numpy as np
-
     results = {}
     with tempfile.TemporaryDirectory(prefix="pixel-keras-bench-") as tmp:
-        data_path = os.path.join(tmp, "data.npz")
-        np.savez(data_path, images=images, labels=labels)
+        data_path = save_data(tmp, images, labels)
         roots = {name: _common.ROOT for name in args.models}
         with _common.workers(os.path.abspath(__file__), roots) as workers:
             built = {}
@@ -630,6 +627,15 @@ def run_isolated(args, images, labels):
     return {name: results[name] for name in args.models if name in results}
 
 
+def save_data(directory, images, labels):
+    """The training images and labels as one `.npz` the workers load; its path."""
+    import numpy as np
+
+    path = os.path.join(directory, "data.npz")
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
 def alternate_rounds(rounds, run_round, repeats, label=str):
     """`repeats` rounds of every `run_round[key]()`, keys alternating.
 
@@ -671,8 +677,6 @@ def worker_args(args):
 
 def run_compare(args, images, labels):
     """Our models from this tree and from REF, rounds alternating per model."""
-    import numpy as np
-
     result = {"compare": {"ref": args.compare}}
     current = _common.git_state()
     with (
@@ -685,8 +689,7 @@ def run_compare(args, images, labels):
         }
         log(f"current = {current['root']} (HEAD {current['sha']}, working tree)")
         log(f"ref = {args.compare} = {ref['sha']}, checked out in {ref['root']}")
-        data_path = os.path.join(tmp, "data.npz")
-        np.savez(data_path, images=images, labels=labels)
+        data_path = save_data(tmp, images, labels)
         roots = {"current": _common.ROOT, "ref": ref["root"]}
         results = {}
         for name in args.models:

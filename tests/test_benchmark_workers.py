@@ -17,13 +17,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def common(monkeypatch):
+def _load_benchmark(module_name, file_name):
+    """A module of `benchmarks/` loaded from its file under `module_name`."""
     spec = importlib.util.spec_from_file_location(
-        "_bench_common", os.path.join(ROOT, "benchmarks", "_common.py")
+        module_name, os.path.join(ROOT, "benchmarks", file_name)
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def common(monkeypatch):
+    module = _load_benchmark("_bench_common", "_common.py")
     # Whatever a test does to the import system is undone afterwards.
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     monkeypatch.setattr(sys, "path_hooks", list(sys.path_hooks))
@@ -75,13 +81,7 @@ def test_check_package_root_names_a_module_from_another_checkout(
 def train_throughput(common, monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     monkeypatch.setitem(sys.modules, "_common", common)
-    spec = importlib.util.spec_from_file_location(
-        "_bench_train_throughput",
-        os.path.join(ROOT, "benchmarks", "train_throughput.py"),
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_benchmark("_bench_train_throughput", "train_throughput.py")
 
 
 def test_isolate_runs_one_process_per_model(train_throughput):
